@@ -1,0 +1,64 @@
+// The module's whole ABI: numbers and pointers only, no GC objects across the boundary.
+// The host reserves a budget, initializes the model (run state and weight table), places
+// each tensor into arena memory it allocates here, registers it with setWeight, and then
+// calls forward() once per position.
+
+import { arenaAlloc, arenaReset, arenaUsed } from "./memory";
+import { dotQ8SelfTest } from "./kernels/matvec_q8";
+import { setConfig } from "./model/config";
+import { allocStates, stateBytes } from "./model/state";
+import { allocWeightTable, setWeight as setWeightSlot } from "./model/weights";
+import { forward as forwardStep } from "./model/forward";
+
+/** Resets the arena with a budget in bytes (f64 so JavaScript passes a plain number). Returns 1 on success. */
+export function reserve(budget: f64): i32 {
+  return arenaReset(<u64>budget);
+}
+
+/** Allocates `bytes` from the arena, 64-byte aligned and zeroed. Returns 0 when over budget. */
+export function alloc(bytes: f64): usize {
+  return arenaAlloc(<u64>bytes);
+}
+
+/** Bytes of the arena in use. */
+export function heapUsed(): f64 {
+  return <f64>arenaUsed();
+}
+
+/** Configures the model and allocates its run state and weight table. Returns 1 on success, 0 when over budget. */
+export function modelInit(
+  dim: i32, hiddenDim: i32, nLayers: i32, nHeads: i32, nKvHeads: i32,
+  vocabSize: i32, seqLen: i32, normEps: f32, ropeTheta: f32, int8: i32,
+): i32 {
+  setConfig(dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize, seqLen, normEps, ropeTheta, int8);
+  if (!allocWeightTable()) return 0;
+  return allocStates();
+}
+
+/** Bytes modelInit() allocates for the run state of the configured model (call after setConfig via modelStateBytes). */
+export function modelStateBytes(
+  dim: i32, hiddenDim: i32, nLayers: i32, nHeads: i32, nKvHeads: i32, vocabSize: i32, seqLen: i32,
+): f64 {
+  setConfig(dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize, seqLen, 1e-5, 10000, 1);
+  return <f64>stateBytes() + <f64>(12 * nLayers * 8 + 64);
+}
+
+/** Registers tensor (slot, layer): data pointer and, for int8 matrices, the block-scale pointer. */
+export function setWeight(slot: i32, layer: i32, data: usize, scales: usize): void {
+  setWeightSlot(slot, layer, data, scales);
+}
+
+/** Runs one position and returns the logits pointer (vocab_size f32). */
+export function forward(token: i32, pos: i32): usize {
+  return forwardStep(token, pos);
+}
+
+/** Returns 1 when the int8 dot-product kernel computes a known case correctly on this engine. */
+export function selfTest(): i32 {
+  return dotQ8SelfTest();
+}
+
+/** Returns 1 in the module built with relaxed SIMD, 0 in the exact simd128 module. */
+export function relaxedSimd(): i32 {
+  return ASC_FEATURE_RELAXED_SIMD ? 1 : 0;
+}

@@ -1,0 +1,192 @@
+// int8 matrix × int8 vector: out = W x with W and x in Q8_0 blocks of 32.
+//
+//   wq  (rows, cols) i8, row-major; cols a multiple of 32 (the host zero-pads rows)
+//   ws  (rows, cols/32) f32, one scale per block of 32 quants
+//   xq  (cols) i8 and xs (cols/32) f32, from quantizeQ8
+//   out (rows) f32
+//
+//   out[r] = Σ_b (ws[r, b] · xs[b]) · Σ_{i<32} wq[r, 32b + i] · xq[32b + i]
+//
+// The block sum is exact in i32 (|sum| ≤ 32 · 127 · 128 < 2^24, so its f32 conversion is exact too),
+// and a single f32 accumulator per row adds the blocks in increasing order. Every variant below
+// performs those same f32 operations lane by lane, so all of them are bit-identical to matvecQ8Ref.
+//
+// The relaxed variant (built with --enable relaxed-simd) uses i32x4.relaxed_dot_i8x16_i7x16_add_s.
+// Its second operand is read as unsigned on x86 and as signed on ARM, so it is only portable in
+// 0..127: the kernel passes |xq| there and moves the activation's sign onto the weight. That
+// requires weights in [-127, 127], because negating -128 overflows i8.
+
+import { QK8 } from "./quantize";
+
+/** Computes out = W x for Q8_0 blocks. Scalar reference that defines the f32 summation order. */
+export function matvecQ8Ref(out: usize, wq: usize, ws: usize, xq: usize, xs: usize, rows: i32, cols: i32): void {
+  const nb = cols / QK8;
+
+  for (let r = 0; r < rows; r++) {
+    const wRow = wq + <usize>r * <usize>cols;
+    const sRow = ws + ((<usize>r * <usize>nb) << 2);
+    let acc: f32 = 0;
+    for (let b = 0; b < nb; b++) {
+      const wBlock = wRow + <usize>b * QK8;
+      const xBlock = xq + <usize>b * QK8;
+      let sum: i32 = 0;
+      for (let i = 0; i < QK8; i++) {
+        sum += <i32>load<i8>(wBlock + <usize>i) * <i32>load<i8>(xBlock + <usize>i);
+      }
+      const scale = load<f32>(sRow + (<usize>b << 2)) * load<f32>(xs + (<usize>b << 2));
+      acc += <f32>sum * scale;
+    }
+    store<f32>(out + (<usize>r << 2), acc);
+  }
+}
+
+// One block's activations, prepared once and shared by every row of a pass. Exact path: the 32
+// quants widened to i16 (lo/hi of each 16-byte half). Relaxed path: |xq| and the sign mask xq >> 7.
+@inline
+function prepareX0(x: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i8x16.abs(x);
+  return i16x8.extend_low_i8x16_s(x);
+}
+
+@inline
+function prepareX1(x: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i8x16.shr_s(x, 7);
+  return i16x8.extend_high_i8x16_s(x);
+}
+
+// Returns the i32x4 partial sums of one 32-quant block of one weight row; their lanes add up to the block sum.
+@inline
+function dotBlock(wBlock: usize, xa0: v128, xa1: v128, xb0: v128, xb1: v128): v128 {
+  const wa = v128.load(wBlock);
+  const wb = v128.load(wBlock, 16);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    // w' = (w ^ s) - s negates w where x < 0, so w' · |x| = w · x with the second operand in 0..127
+    const wa_signed = i8x16.sub(v128.xor(wa, xa1), xa1);
+    const wb_signed = i8x16.sub(v128.xor(wb, xb1), xb1);
+    const acc_i32 = i32x4.relaxed_dot_i8x16_i7x16_add_s(wa_signed, xa0, i32x4.splat(0));
+    return i32x4.relaxed_dot_i8x16_i7x16_add_s(wb_signed, xb0, acc_i32);
+  }
+  let acc_i32 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wa), xa0);
+  acc_i32 = i32x4.add(acc_i32, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wa), xa1));
+  acc_i32 = i32x4.add(acc_i32, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wb), xb0));
+  return i32x4.add(acc_i32, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wb), xb1));
+}
+
+// Transposes and adds four i32x4 partial sums: lane k of the result is the total of sK's lanes.
+@inline
+function sumLanes4(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const t01 = i32x4.add(v128.shuffle<i32>(s0, s1, 0, 4, 1, 5), v128.shuffle<i32>(s0, s1, 2, 6, 3, 7));
+  const t23 = i32x4.add(v128.shuffle<i32>(s2, s3, 0, 4, 1, 5), v128.shuffle<i32>(s2, s3, 2, 6, 3, 7));
+  return i32x4.add(v128.shuffle<i32>(t01, t23, 0, 1, 4, 5), v128.shuffle<i32>(t01, t23, 2, 3, 6, 7));
+}
+
+@inline
+function sumLanes(s: v128): i32 {
+  const t = i32x4.add(s, v128.shuffle<i32>(s, s, 2, 3, 0, 1));
+  return i32x4.extract_lane(t, 0) + i32x4.extract_lane(t, 1);
+}
+
+/**
+ * Computes out = W x for Q8_0 blocks with simd128 (relaxed dot when built with relaxed SIMD);
+ * bit-identical to matvecQ8Ref. Requires cols a multiple of 32, weights in [-127, 127] and xq from quantizeQ8.
+ */
+export function matvecQ8(out: usize, wq: usize, ws: usize, xq: usize, xs: usize, rows: i32, cols: i32): void {
+  const nb = cols / QK8;
+  const rowBytes = <usize>cols;
+  const scaleRowBytes = <usize>nb << 2;
+
+  // four rows per pass, so each activation load and its widening feed four rows
+  let r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const w0 = wq + <usize>r * rowBytes;
+    const w1 = w0 + rowBytes;
+    const w2 = w1 + rowBytes;
+    const w3 = w2 + rowBytes;
+    const s0 = ws + <usize>r * scaleRowBytes;
+    const s1 = s0 + scaleRowBytes;
+    const s2 = s1 + scaleRowBytes;
+    const s3 = s2 + scaleRowBytes;
+    let acc_f32 = f32x4.splat(0);
+
+    for (let b = 0; b < nb; b++) {
+      const blockOffset = <usize>b * QK8;
+      const xa = v128.load(xq + blockOffset);
+      const xb = v128.load(xq + blockOffset, 16);
+      const xa0 = prepareX0(xa);
+      const xa1 = prepareX1(xa);
+      const xb0 = prepareX0(xb);
+      const xb1 = prepareX1(xb);
+
+      const sum0 = dotBlock(w0 + blockOffset, xa0, xa1, xb0, xb1);
+      const sum1 = dotBlock(w1 + blockOffset, xa0, xa1, xb0, xb1);
+      const sum2 = dotBlock(w2 + blockOffset, xa0, xa1, xb0, xb1);
+      const sum3 = dotBlock(w3 + blockOffset, xa0, xa1, xb0, xb1);
+      const sums_f32 = f32x4.convert_i32x4_s(sumLanes4(sum0, sum1, sum2, sum3));
+
+      const scaleOffset = <usize>b << 2;
+      let scale = v128.load32_splat(s0 + scaleOffset);
+      scale = v128.load32_lane(s1 + scaleOffset, scale, 1);
+      scale = v128.load32_lane(s2 + scaleOffset, scale, 2);
+      scale = v128.load32_lane(s3 + scaleOffset, scale, 3);
+      scale = f32x4.mul(scale, v128.load32_splat(xs + scaleOffset));
+      acc_f32 = f32x4.add(acc_f32, f32x4.mul(sums_f32, scale));
+    }
+    v128.store(out + (<usize>r << 2), acc_f32);
+  }
+
+  // remaining rows one at a time, with the reference's scalar f32 steps
+  for (; r < rows; r++) {
+    const wRow = wq + <usize>r * rowBytes;
+    const sRow = ws + <usize>r * scaleRowBytes;
+    let acc: f32 = 0;
+    for (let b = 0; b < nb; b++) {
+      const blockOffset = <usize>b * QK8;
+      const xa = v128.load(xq + blockOffset);
+      const xb = v128.load(xq + blockOffset, 16);
+      const sum = sumLanes(dotBlock(wRow + blockOffset, prepareX0(xa), prepareX1(xa), prepareX0(xb), prepareX1(xb)));
+      const scale = load<f32>(sRow + (<usize>b << 2)) * load<f32>(xs + (<usize>b << 2));
+      acc += <f32>sum * scale;
+    }
+    store<f32>(out + (<usize>r << 2), acc);
+  }
+}
+
+// Self-test case: 5 rows (one 4-row pass and one remainder row) of 2 blocks, in static memory
+// that the arena never hands out, so the test runs before the host places anything.
+const SELF_TEST_ROWS: i32 = 5;
+const SELF_TEST_COLS: i32 = 64;
+const selfTestW = memory.data(SELF_TEST_ROWS * SELF_TEST_COLS, 16);
+const selfTestWs = memory.data((SELF_TEST_ROWS * SELF_TEST_COLS / QK8) << 2, 16);
+const selfTestX = memory.data(SELF_TEST_COLS, 16);
+const selfTestXs = memory.data((SELF_TEST_COLS / QK8) << 2, 16);
+const selfTestOut = memory.data(SELF_TEST_ROWS << 2, 16);
+const selfTestExpected = memory.data(SELF_TEST_ROWS << 2, 16);
+
+/**
+ * Runs matvecQ8 on a fixed case with negative activations and weights in [-127, 127] and returns 1
+ * when it matches matvecQ8Ref bit for bit, else 0. Detects engines whose relaxed dot is wrong
+ * (Node 20's baseline compiler).
+ */
+export function dotQ8SelfTest(): i32 {
+  // both factors sweep the full range [-127, 127] with different strides
+  for (let i = 0; i < SELF_TEST_ROWS * SELF_TEST_COLS; i++) {
+    store<i8>(selfTestW + <usize>i, <i8>((i * 53 + 11) % 255 - 127));
+  }
+  for (let i = 0; i < SELF_TEST_COLS; i++) {
+    store<i8>(selfTestX + <usize>i, <i8>((i * 37 + 5) % 255 - 127));
+  }
+  for (let b = 0; b < SELF_TEST_ROWS * SELF_TEST_COLS / QK8; b++) {
+    store<f32>(selfTestWs + (<usize>b << 2), <f32>(b + 1) * 0.125);
+  }
+  for (let b = 0; b < SELF_TEST_COLS / QK8; b++) {
+    store<f32>(selfTestXs + (<usize>b << 2), <f32>(b + 1) * 0.25);
+  }
+
+  matvecQ8Ref(selfTestExpected, selfTestW, selfTestWs, selfTestX, selfTestXs, SELF_TEST_ROWS, SELF_TEST_COLS);
+  matvecQ8(selfTestOut, selfTestW, selfTestWs, selfTestX, selfTestXs, SELF_TEST_ROWS, SELF_TEST_COLS);
+  for (let r = 0; r < SELF_TEST_ROWS; r++) {
+    const offset = <usize>r << 2;
+    if (load<u32>(selfTestOut + offset) != load<u32>(selfTestExpected + offset)) return 0;
+  }
+  return 1;
+}

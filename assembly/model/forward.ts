@@ -1,0 +1,122 @@
+// One decoder step of a Llama-style model: the token at `pos` goes in, logits come out,
+// and the key and value of `pos` are left in the KV cache for later positions.
+
+import { matvecF32 } from "../kernels/matvec_f32";
+import { matvecQ8 } from "../kernels/matvec_q8";
+import { quantizeQ8 } from "../kernels/quantize";
+import {
+  addF32, axpyF32, dequantizeRowQ8, dotF32, rmsnorm, ropeAdjacent, softmax, swiglu,
+} from "../kernels/ops";
+import {
+  dim, dim_pad, head_size, hidden_dim, hidden_pad, int8, kv_dim, kv_mul, n_heads, n_kv_heads,
+  n_layers, norm_eps, rope_theta, seq_len, vocab_size,
+} from "./config";
+import {
+  att, hb, hb2, key_cache, logits, q, value_cache, x, xb, xb2, xq, xs,
+} from "./state";
+import {
+  SLOT_ATTN_K, SLOT_ATTN_NORM, SLOT_ATTN_OUTPUT, SLOT_ATTN_Q, SLOT_ATTN_V, SLOT_FFN_DOWN,
+  SLOT_FFN_GATE, SLOT_FFN_NORM, SLOT_FFN_UP, SLOT_OUTPUT, SLOT_OUTPUT_NORM, SLOT_TOKEN_EMBD,
+  weightData, weightScales,
+} from "./weights";
+
+/**
+ * Multiplies matrix (slot, layer) of shape (rows, cols) by the activation `input`.
+ * In int8 mode the caller has already quantized `input` into xq/xs, so one quantization
+ * serves every matrix that reads the same vector (Q, K and V share one).
+ */
+function matmul(out: usize, input: usize, slot: i32, layer: i32, rows: i32, cols: i32): void {
+  if (int8) {
+    matvecQ8(out, weightData(slot, layer), weightScales(slot, layer), xq, xs, rows, (cols + 31) & ~31);
+  } else {
+    matvecF32(out, weightData(slot, layer), input, rows, cols);
+  }
+}
+
+/** Quantizes `input` (padded length n) into xq/xs when the model runs int8. */
+function prepare(input: usize, n: i32): void {
+  if (int8) quantizeQ8(xq, xs, input, n);
+}
+
+/** Copies the embedding row of `token` into the residual stream x. */
+function embed(token: i32): void {
+  const data = weightData(SLOT_TOKEN_EMBD, 0);
+  if (int8) {
+    const row = <usize>token * <usize>dim_pad;
+    dequantizeRowQ8(x, data + row, weightScales(SLOT_TOKEN_EMBD, 0) + ((row >> 5) << 2), dim);
+  } else {
+    memory.copy(x, data + ((<usize>token * <usize>dim) << 2), <usize>dim << 2);
+  }
+}
+
+/** Scaled dot-product attention of head h over positions 0..pos, written into xb. */
+function attendHead(h: i32, pos: i32, layerCache: usize): void {
+  const qh = q + (<usize>(h * head_size) << 2);
+  const scores = att + (<usize>(h * seq_len) << 2);
+  const kvOffset = <usize>((h / kv_mul) * head_size) << 2;
+  const scale: f32 = 1.0 / Mathf.sqrt(<f32>head_size);
+
+  for (let t = 0; t <= pos; t++) {
+    const kt = key_cache + layerCache + (<usize>(t * kv_dim) << 2) + kvOffset;
+    store<f32>(scores + (<usize>t << 2), dotF32(qh, kt, head_size) * scale);
+  }
+  softmax(scores, pos + 1);
+
+  const out = xb + (<usize>(h * head_size) << 2);
+  memory.fill(out, 0, <usize>head_size << 2);
+  for (let t = 0; t <= pos; t++) {
+    const vt = value_cache + layerCache + (<usize>(t * kv_dim) << 2) + kvOffset;
+    axpyF32(out, load<f32>(scores + (<usize>t << 2)), vt, head_size);
+  }
+}
+
+/** Runs one position through every layer and returns a pointer to the logits (vocab_size f32). */
+export function forward(token: i32, pos: i32): usize {
+  embed(token);
+
+  for (let l = 0; l < n_layers; l++) {
+    // attention rmsnorm
+    rmsnorm(xb, x, weightData(SLOT_ATTN_NORM, l), dim, norm_eps);
+
+    // qkv: the new key and value go straight into the cache row of this position
+    const layerCache = (<usize>l * <usize>seq_len * <usize>kv_dim) << 2;
+    const k = key_cache + layerCache + (<usize>(pos * kv_dim) << 2);
+    const v = value_cache + layerCache + (<usize>(pos * kv_dim) << 2);
+    prepare(xb, dim_pad);
+    matmul(q, xb, SLOT_ATTN_Q, l, dim, dim);
+    matmul(k, xb, SLOT_ATTN_K, l, kv_dim, dim);
+    matmul(v, xb, SLOT_ATTN_V, l, kv_dim, dim);
+
+    // rope on adjacent pairs, as llama2.c and GGUF "llama" files rotate
+    ropeAdjacent(q, n_heads, head_size, pos, rope_theta);
+    ropeAdjacent(k, n_kv_heads, head_size, pos, rope_theta);
+
+    // grouped-query attention, one head at a time
+    for (let h = 0; h < n_heads; h++) attendHead(h, pos, layerCache);
+
+    // output projection and residual
+    prepare(xb, dim_pad);
+    matmul(xb2, xb, SLOT_ATTN_OUTPUT, l, dim, dim);
+    addF32(x, xb2, dim);
+
+    // ffn rmsnorm
+    rmsnorm(xb, x, weightData(SLOT_FFN_NORM, l), dim, norm_eps);
+
+    // swiglu ffn: down(silu(gate x) * up x)
+    prepare(xb, dim_pad);
+    matmul(hb, xb, SLOT_FFN_GATE, l, hidden_dim, dim);
+    matmul(hb2, xb, SLOT_FFN_UP, l, hidden_dim, dim);
+    swiglu(hb, hb2, hidden_dim);
+    prepare(hb, hidden_pad);
+    matmul(xb2, hb, SLOT_FFN_DOWN, l, dim, hidden_dim);
+
+    // residual
+    addF32(x, xb2, dim);
+  }
+
+  // final rmsnorm and classifier
+  rmsnorm(xb, x, weightData(SLOT_OUTPUT_NORM, 0), dim, norm_eps);
+  prepare(xb, dim_pad);
+  matmul(logits, xb, SLOT_OUTPUT, 0, vocab_size, dim);
+  return logits;
+}

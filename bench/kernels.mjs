@@ -1,0 +1,136 @@
+// Matrix × vector kernel throughput on the test modules (same kernels and -O3 as the release build).
+// Prints one line per kernel, shape and module. GOPS counts a multiply and an add as two operations.
+//
+//   npx asc assembly/testing.ts --target test
+//   npx asc assembly/testing.ts --target test --enable relaxed-simd --outFile build/dormant-test-relaxed.wasm
+//   node bench/kernels.mjs
+//
+// Node 20 runs the relaxed module only with V8 flags, so the script reruns itself with them.
+
+import { spawnSync } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+
+const RUNS = 15;
+const WARMUP_RUNS = 3;
+const SHAPES = [
+  [4096, 4096],
+  [1024, 1024],
+];
+const RELAXED_FLAGS = ["--experimental-wasm-relaxed-simd", "--no-liftoff"];
+
+const modulePaths = {
+  exact: new URL("../build/dormant-test.wasm", import.meta.url),
+  relaxed: new URL("../build/dormant-test-relaxed.wasm", import.meta.url),
+};
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+function timeMedianMs(run) {
+  for (let i = 0; i < WARMUP_RUNS; i++) run();
+  const times = [];
+  for (let i = 0; i < RUNS; i++) {
+    const start = performance.now();
+    run();
+    times.push(performance.now() - start);
+  }
+  return median(times);
+}
+
+// Fills memory with a fixed pseudo-random byte pattern (xorshift32), so runs are comparable.
+function fillBytes(memory, pointer, length, seed) {
+  const bytes = new Uint8Array(memory.buffer, pointer, length);
+  let state = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    bytes[i] = state & 0xff;
+  }
+}
+
+function fillF32(memory, pointer, n, seed) {
+  const values = new Float32Array(memory.buffer, pointer, n);
+  let state = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    values[i] = state / 2 ** 31 - 1;
+  }
+}
+
+function alloc(e, bytes) {
+  const pointer = e.alloc(bytes) >>> 0;
+  if (pointer === 0) throw new Error(`alloc(${bytes}) returned 0: test arena budget exhausted`);
+  return pointer;
+}
+
+function benchModule(name, e) {
+  for (const [rows, cols] of SHAPES) {
+    e.allocReset();
+    const ops = 2 * rows * cols;
+
+    // int8: quants in [-127, 127] as the relaxed kernel requires, activations from quantizeQ8
+    const wq = alloc(e, rows * cols);
+    fillBytes(e.memory, wq, rows * cols, 7);
+    const quants = new Int8Array(e.memory.buffer, wq, rows * cols);
+    for (let i = 0; i < quants.length; i++) if (quants[i] === -128) quants[i] = -127;
+    const ws = alloc(e, rows * (cols / 32) * 4);
+    fillF32(e.memory, ws, rows * (cols / 32), 11);
+    const x = alloc(e, cols * 4);
+    fillF32(e.memory, x, cols, 13);
+    const xq = alloc(e, cols);
+    const xs = alloc(e, (cols / 32) * 4);
+    e.quantizeQ8(xq, xs, x, cols);
+    const out = alloc(e, rows * 4);
+    const q8Ms = timeMedianMs(() => e.matvecQ8(out, wq, ws, xq, xs, rows, cols));
+    console.log(`matvecQ8  ${rows}x${cols}  ${name.padEnd(7)}  ${(ops / q8Ms / 1e6).toFixed(1).padStart(6)} GOPS  ${q8Ms.toFixed(3)} ms`);
+
+    if (name !== "exact") continue;
+    const w = alloc(e, rows * cols * 4);
+    fillF32(e.memory, w, rows * cols, 17);
+    const f32Ms = timeMedianMs(() => e.matvecF32(out, w, x, rows, cols));
+    console.log(`matvecF32 ${rows}x${cols}  ${name.padEnd(7)}  ${(ops / f32Ms / 1e6).toFixed(1).padStart(6)} GOPS  ${f32Ms.toFixed(3)} ms`);
+  }
+}
+
+async function loadModule(variant) {
+  const bytes = await readFile(modulePaths[variant]).catch(() => undefined);
+  if (!bytes) {
+    console.log(`${variant}: ${fileURLToPath(modulePaths[variant])} not found; build it with the commands at the top of bench/kernels.mjs`);
+    return undefined;
+  }
+  if (!WebAssembly.validate(bytes)) return null;
+  const { instance } = await WebAssembly.instantiate(bytes, {});
+  return instance.exports;
+}
+
+async function benchRelaxed() {
+  const e = await loadModule("relaxed");
+  if (e === undefined) return;
+  if (e === null) {
+    if (process.argv.includes("--relaxed-only")) {
+      console.log("relaxed: this engine rejects relaxed SIMD even with V8 flags");
+      return;
+    }
+    const child = spawnSync(process.execPath, [...RELAXED_FLAGS, fileURLToPath(import.meta.url), "--relaxed-only"], {
+      stdio: "inherit",
+    });
+    if (child.status !== 0) console.log(`relaxed: rerun with ${RELAXED_FLAGS.join(" ")} exited with ${child.status}`);
+    return;
+  }
+  if (e.dotQ8SelfTest() !== 1) {
+    console.log("relaxed: dotQ8SelfTest failed on this engine; the host would use the exact module");
+    return;
+  }
+  benchModule("relaxed", e);
+}
+
+if (!process.argv.includes("--relaxed-only")) {
+  console.log(`kernel throughput, median of ${RUNS} runs, one thread, Node ${process.versions.node}`);
+  const exact = await loadModule("exact");
+  if (exact) benchModule("exact", exact);
+}
+await benchRelaxed();

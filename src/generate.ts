@@ -1,0 +1,133 @@
+/**
+ * The decode loop: feeds the prompt, samples one token per position, streams text, and
+ * stops at EOS or BOS, at maxTokens, at the step limit, at the context length, or when
+ * the AbortSignal fires.
+ */
+
+import { optionMismatch } from "./errors.js";
+import { Sampler, validateSamplerOptions, type SamplerOptions } from "./sampler.js";
+import { TextStreamer } from "./tokenizer/stream.js";
+import type { Model } from "./model.js";
+
+export interface GenerateOptions extends SamplerOptions {
+  /** Maximum tokens to generate after the prompt. Default: until the context is full. */
+  maxTokens?: number;
+  /** Positions to run, prompt included, as llama2.c's -n counts them. Default: the context length. */
+  steps?: number;
+  /** Stop when the model samples EOS or BOS (default true). */
+  stopAtEos?: boolean;
+  /** Prepend BOS to a text prompt (default true). Ignored for a prompt given as ids. */
+  bos?: boolean;
+  signal?: AbortSignal;
+}
+
+/** One streamed piece: the sampled token and the text it completes (may be empty mid UTF-8 sequence). */
+export interface GeneratedPiece {
+  /** The sampled id, or -1 for the final piece that flushes bytes which never completed a UTF-8 sequence. */
+  token: number;
+  text: string;
+}
+
+export interface GenerationSummary {
+  /** Every token id, prompt first (BOS included when added). */
+  tokens: number[];
+  promptTokens: number;
+  generatedTokens: number;
+  stopReason: "eos" | "max_tokens" | "steps" | "context";
+  prefillMs: number;
+  decodeMs: number;
+  tokensPerSecond: number;
+}
+
+function checkCount(name: string, value: unknown, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > max) {
+    optionMismatch("generate", {
+      source: `option ${name}`, field: name, actual: String(value), expected: `an integer in [1, ${max}]`,
+    });
+  }
+  return value;
+}
+
+/** Gives the event loop a turn so timers, I/O and abort events run during long generations. */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+export async function* generate(
+  model: Model, prompt: string | number[], options: GenerateOptions = {},
+): AsyncGenerator<GeneratedPiece, GenerationSummary> {
+  const seqLen = model.config.seq_len;
+  const sampling = validateSamplerOptions(options, "generate");
+  const maxTokens = checkCount("maxTokens", options.maxTokens, Number.MAX_SAFE_INTEGER);
+  const steps = checkCount("steps", options.steps, seqLen);
+  const stopAtEos = options.stopAtEos ?? true;
+
+  const tokens = typeof prompt === "string" ? model.tokenize(prompt, { bos: options.bos ?? true }) : [...prompt];
+  if (tokens.length === 0) {
+    optionMismatch("generate", {
+      source: "prompt", field: "length", actual: "0 tokens", expected: "at least 1 token (pass a text prompt or keep bos)",
+    });
+  }
+  if (tokens.length >= seqLen) {
+    optionMismatch("generate", {
+      source: "prompt", field: "length", actual: `${tokens.length} tokens`,
+      expected: `at most ${seqLen - 1}, so that one position of the ${seqLen}-token context is left to generate`,
+    });
+  }
+  model.checkTokens(tokens, "generate");
+
+  const promptTokens = tokens.length;
+  const sampler = new Sampler(sampling, model.config.vocab_size);
+  const streamer = new TextStreamer(model.tokenizer);
+  for (const id of tokens) streamer.push(id);
+  // The prompt text is the caller's; only new text is streamed.
+  streamer.flush();
+
+  // Positions 0..positions-1 are fed; the token sampled at the last one is not fed back.
+  const positionLimit = Math.min(seqLen, steps ?? seqLen, maxTokens !== undefined ? promptTokens - 1 + maxTokens : seqLen);
+  let stopReason: GenerationSummary["stopReason"] =
+    positionLimit === seqLen ? "context" : steps !== undefined && positionLimit === steps ? "steps" : "max_tokens";
+
+  const started = performance.now();
+  let decodeStarted = started;
+  let lastYield = started;
+  for (let pos = 0; pos < promptTokens - 1; pos++) model.step(tokens[pos], pos);
+  let prefillMs = 0;
+
+  for (let pos = promptTokens - 1; pos < positionLimit; pos++) {
+    options.signal?.throwIfAborted();
+    const logits = model.step(tokens[pos], pos);
+    const next = sampler.sample(logits, tokens);
+    tokens.push(next);
+    if (pos === promptTokens - 1) {
+      decodeStarted = performance.now();
+      prefillMs = decodeStarted - started;
+    }
+    if (stopAtEos && (next === model.tokenizer.eosId || next === model.tokenizer.bosId)) {
+      stopReason = "eos";
+      break;
+    }
+    yield { token: next, text: streamer.push(next) };
+
+    const now = performance.now();
+    if (now - lastYield > 20) {
+      await yieldToEventLoop();
+      lastYield = performance.now();
+    }
+  }
+  const tail = streamer.flush();
+  if (tail) yield { token: -1, text: tail };
+
+  // Prefill ends with the first sampled token: its forward pass reads the last prompt token.
+  // Every later token costs one decode forward pass, so decode speed counts generatedTokens - 1.
+  const decodeMs = performance.now() - decodeStarted;
+  const generatedTokens = tokens.length - promptTokens;
+  const decodeTokens = Math.max(0, generatedTokens - 1);
+  const summary: GenerationSummary = {
+    tokens, promptTokens, generatedTokens, stopReason, prefillMs, decodeMs,
+    tokensPerSecond: decodeMs > 0 ? (decodeTokens * 1000) / decodeMs : 0,
+  };
+  model.recordRun({ promptTokens, generatedTokens, prefillMs, decodeMs, tokensPerSecond: summary.tokensPerSecond });
+  return summary;
+}

@@ -1,0 +1,362 @@
+/**
+ * Model: places a parsed model file into wasm memory in the runtime layout, runs the
+ * forward pass, owns the KV cache, and offers tokenize/detokenize/logits/generate.
+ */
+
+import { FormatError, OptionError, WasmError, optionMismatch } from "./errors.js";
+import { readModelFile } from "./formats/index.js";
+import { resolveModel, type ResolveOptions } from "./catalog.js";
+import { readFileBytes } from "./io.js";
+import { decodeQ8_0Blocks, quantizeQ8_0, tensorToF32 } from "./quant.js";
+import { SpmTokenizer } from "./tokenizer/spm.js";
+import { GGMLType, type LlamaConfig, type ModelFile, type TensorData } from "./types.js";
+import { instantiateKernels, type DormantExports, type KernelChoice, type KernelVariant } from "./wasm.js";
+import { generate, type GenerateOptions, type GeneratedPiece, type GenerationSummary } from "./generate.js";
+
+export type Precision = "f32" | "int8";
+
+/** Progress of loadModel: downloads, then reading and placing weights. */
+export interface LoadProgress {
+  phase: "download" | "read" | "place";
+  /** File being downloaded or read, when there is one. */
+  file?: string;
+  loaded: number;
+  total?: number;
+}
+
+export interface LoadOptions extends ResolveOptions {
+  /** Weight precision in wasm memory: "int8" (default, blocks of 32 with one f32 scale) or "f32". */
+  precision?: Precision;
+  /** llama2.c tokenizer.bin path, for .bin checkpoints that are not resolved from the catalog. */
+  tokenizer?: string;
+  /** Positions the KV cache holds; default min(model context length, 4096). */
+  contextLength?: number;
+  /** Kernel module: "auto" (default) prefers relaxed SIMD where it validates and self-tests. */
+  kernels?: KernelChoice;
+  onProgress?: (progress: LoadProgress) => void;
+}
+
+/** Counters of the last generate() or logits() call, and the static facts of the model. */
+export interface ModelStats {
+  precision: Precision;
+  kernels: KernelVariant;
+  /** Bytes of wasm linear memory the model uses (weights, KV cache, run state). */
+  memoryBytes: number;
+  promptTokens: number;
+  generatedTokens: number;
+  prefillMs: number;
+  decodeMs: number;
+  /** Decode forward passes per second (the first generated token counts as prefill). */
+  tokensPerSecond: number;
+}
+
+/** The wasm32 address space: 65536 pages of 64 KiB. */
+const WASM_MEMORY_LIMIT = 4 * 1024 ** 3;
+
+/** Default cap of the KV cache length, so a model with a huge context fits by default. */
+const DEFAULT_MAX_CONTEXT = 4096;
+
+/** Weight slots of assembly/model/weights.ts, in the same numbering. */
+enum Slot {
+  TOKEN_EMBD = 0, OUTPUT = 1, OUTPUT_NORM = 2, ATTN_NORM = 3, ATTN_Q = 4, ATTN_K = 5,
+  ATTN_V = 6, ATTN_OUTPUT = 7, FFN_NORM = 8, FFN_GATE = 9, FFN_UP = 10, FFN_DOWN = 11,
+}
+
+const layerMatrices: Array<[Slot, string]> = [
+  [Slot.ATTN_Q, "attn_q"], [Slot.ATTN_K, "attn_k"], [Slot.ATTN_V, "attn_v"],
+  [Slot.ATTN_OUTPUT, "attn_output"], [Slot.FFN_GATE, "ffn_gate"], [Slot.FFN_UP, "ffn_up"],
+  [Slot.FFN_DOWN, "ffn_down"],
+];
+
+const pad32 = (n: number): number => Math.ceil(n / 32) * 32;
+const align64 = (n: number): number => Math.ceil(n / 64) * 64;
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
+  if (bytes >= 1024 ** 2) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
+/** Bytes one matrix of (rows, cols) takes in the runtime layout. */
+function matrixBytes(rows: number, cols: number, precision: Precision): number {
+  if (precision === "f32") return align64(rows * cols * 4);
+  return align64(rows * pad32(cols)) + align64((rows * pad32(cols)) / 32 * 4);
+}
+
+/** Bytes of all weights of `config` in the runtime layout. */
+export function weightBytes(config: LlamaConfig, precision: Precision, tied: boolean): number {
+  const { dim, hidden_dim, n_layers, n_heads, vocab_size } = config;
+  const kvDim = (dim / n_heads) * config.n_kv_heads;
+  const perLayer =
+    2 * align64(dim * 4) +
+    matrixBytes(dim, dim, precision) * 2 +
+    matrixBytes(kvDim, dim, precision) * 2 +
+    matrixBytes(hidden_dim, dim, precision) * 2 +
+    matrixBytes(dim, hidden_dim, precision);
+  const embedding = matrixBytes(vocab_size, dim, precision);
+  return n_layers * perLayer + embedding * (tied ? 1 : 2) + align64(dim * 4);
+}
+
+function checkContextLength(value: unknown, fileSeqLen: number): number {
+  if (value === undefined) return Math.min(fileSeqLen, DEFAULT_MAX_CONTEXT);
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > fileSeqLen) {
+    optionMismatch("loadModel", {
+      source: "option contextLength", field: "contextLength", actual: String(value),
+      expected: `an integer in [1, ${fileSeqLen}] (the model's context length)`,
+    });
+  }
+  return value;
+}
+
+export class Model {
+  readonly config: LlamaConfig;
+  readonly precision: Precision;
+  readonly kernels: KernelVariant;
+  readonly tokenizer: SpmTokenizer;
+  /** Path, URL or name the model came from. */
+  readonly source: string;
+  #wasm: DormantExports | null;
+  #logitsView: Float32Array | null = null;
+  #stats: ModelStats;
+
+  /** @internal Use loadModel(). */
+  constructor(file: ModelFile, wasm: DormantExports, variant: KernelVariant, precision: Precision, seqLen: number) {
+    if (!file.vocab) {
+      throw new FormatError(
+        `loadModel: ${file.source}: tokenizer is missing, expected a GGUF with tokenizer.ggml.* metadata or a llama2.c tokenizer.bin (option tokenizer / --tokenizer)`,
+        { source: file.source, field: "tokenizer", actual: "missing", expected: "a vocabulary" },
+      );
+    }
+    this.config = { ...file.config, seq_len: seqLen };
+    this.precision = precision;
+    this.kernels = variant;
+    this.source = file.source;
+    this.tokenizer = new SpmTokenizer(file.vocab);
+    this.#wasm = wasm;
+    this.#stats = {
+      precision, kernels: variant, memoryBytes: wasm.heapUsed(), promptTokens: 0, generatedTokens: 0,
+      prefillMs: 0, decodeMs: 0, tokensPerSecond: 0,
+    };
+  }
+
+  get #exports(): DormantExports {
+    if (!this.#wasm) {
+      throw new OptionError("Model: the model was disposed, expected a loaded model", {
+        source: "model", field: "state", actual: "disposed", expected: "loaded",
+      });
+    }
+    return this.#wasm;
+  }
+
+  /** Token ids of `text`; BOS is prepended when `bos` is true (default true). */
+  tokenize(text: string, options: { bos?: boolean } = {}): number[] {
+    return this.tokenizer.encode(text, { bos: options.bos ?? true });
+  }
+
+  /** Text of `ids`; control tokens print nothing and byte tokens join into UTF-8. */
+  detokenize(ids: number[]): string {
+    return this.tokenizer.decode(ids);
+  }
+
+  /**
+   * Runs one position and returns a view of the logits in wasm memory. The view is valid
+   * until the next call; copy it to keep it.
+   * @internal
+   */
+  step(token: number, pos: number): Float32Array {
+    const wasm = this.#exports;
+    const pointer = wasm.forward(token, pos) >>> 0;
+    if (!this.#logitsView || this.#logitsView.buffer !== wasm.memory.buffer || this.#logitsView.byteOffset !== pointer) {
+      this.#logitsView = new Float32Array(wasm.memory.buffer, pointer, this.config.vocab_size);
+    }
+    return this.#logitsView;
+  }
+
+  /** Checks that `ids` are valid token ids and fit the context; throws an OptionError otherwise. */
+  checkTokens(ids: ArrayLike<number>, where: string): void {
+    const { vocab_size, seq_len } = this.config;
+    if (ids.length > seq_len) {
+      optionMismatch(where, {
+        source: "tokens", field: "length", actual: `${ids.length} tokens`,
+        expected: `at most ${seq_len} (the context length)`,
+      });
+    }
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (!Number.isInteger(id) || id < 0 || id >= vocab_size) {
+        optionMismatch(where, {
+          source: "tokens", field: `token ${i}`, actual: String(id), expected: `an integer in [0, ${vocab_size - 1}]`,
+        });
+      }
+    }
+  }
+
+  /** Logits after each of `ids`, fed from position 0 (teacher forcing); one row per token. */
+  logits(ids: number[]): Float32Array[] {
+    this.checkTokens(ids, "logits");
+    const rows: Float32Array[] = [];
+    for (let pos = 0; pos < ids.length; pos++) rows.push(this.step(ids[pos], pos).slice());
+    return rows;
+  }
+
+  /** Streams generated text for `prompt`; see GenerateOptions. The generator returns a summary. */
+  generate(prompt: string | number[], options: GenerateOptions = {}): AsyncGenerator<GeneratedPiece, GenerationSummary> {
+    return generate(this, prompt, options);
+  }
+
+  /** @internal Records the counters of a finished run. */
+  recordRun(run: Pick<ModelStats, "promptTokens" | "generatedTokens" | "prefillMs" | "decodeMs" | "tokensPerSecond">): void {
+    this.#stats = { ...this.#stats, ...run, memoryBytes: this.#exports.heapUsed() };
+  }
+
+  /** Counters of the last run and facts of the loaded model. */
+  stats(): ModelStats {
+    return { ...this.#stats };
+  }
+
+  /** Releases the wasm instance and its memory; the model is unusable afterwards. */
+  dispose(): void {
+    this.#wasm = null;
+    this.#logitsView = null;
+  }
+}
+
+/** Places every tensor of `file` into the wasm arena and registers it. */
+function placeWeights(file: ModelFile, wasm: DormantExports, precision: Precision, onProgress?: (p: LoadProgress) => void): void {
+  const { config, tensors, source } = file;
+  const total = tensors.size;
+  let placed = 0;
+
+  const need = (name: string): TensorData => {
+    const tensor = tensors.get(name);
+    if (!tensor) {
+      throw new FormatError(`loadModel: ${source}: tensor ${name} is missing, expected it in a ${config.architecture} model`, {
+        source, field: name, actual: "missing", expected: "present",
+      });
+    }
+    return tensor;
+  };
+
+  const allocOrThrow = (bytes: number, name: string): number => {
+    const pointer = wasm.alloc(bytes) >>> 0;
+    if (pointer === 0) {
+      throw new WasmError(`loadModel: ${source}: arena budget exceeded while placing ${name} (${bytes} bytes), expected the precomputed budget to hold every tensor`, {
+        source, field: name, actual: `${bytes} bytes`, expected: "within budget",
+      });
+    }
+    return pointer;
+  };
+
+  const placeVector = (slot: Slot, layer: number, name: string): void => {
+    const values = tensorToF32(need(name));
+    const pointer = allocOrThrow(values.byteLength, name);
+    new Float32Array(wasm.memory.buffer, pointer, values.length).set(values);
+    wasm.setWeight(slot, layer, pointer, 0);
+    onProgress?.({ phase: "place", loaded: ++placed, total });
+  };
+
+  const placeMatrix = (slot: Slot, layer: number, name: string): [number, number] => {
+    const tensor = need(name);
+    const cols = tensor.dims[0];
+    const rows = tensor.dims[1] ?? 1;
+    if (precision === "f32") {
+      const values = tensorToF32(tensor);
+      const pointer = allocOrThrow(values.byteLength, name);
+      new Float32Array(wasm.memory.buffer, pointer, values.length).set(values);
+      wasm.setWeight(slot, layer, pointer, 0);
+      onProgress?.({ phase: "place", loaded: ++placed, total });
+      return [pointer, 0];
+    }
+    // Q8_0 files already hold our block layout; anything else is quantized with the same rule.
+    const blocks = tensor.type === GGMLType.Q8_0 && cols % 32 === 0
+      ? decodeQ8_0Blocks(tensor.data, cols, rows)
+      : quantizeQ8_0(tensorToF32(tensor), cols, rows);
+    const quantPointer = allocOrThrow(blocks.quants.byteLength, name);
+    new Int8Array(wasm.memory.buffer, quantPointer, blocks.quants.length).set(blocks.quants);
+    const scalePointer = allocOrThrow(blocks.scales.byteLength, `${name} scales`);
+    new Float32Array(wasm.memory.buffer, scalePointer, blocks.scales.length).set(blocks.scales);
+    wasm.setWeight(slot, layer, quantPointer, scalePointer);
+    onProgress?.({ phase: "place", loaded: ++placed, total });
+    return [quantPointer, scalePointer];
+  };
+
+  const [embeddingData, embeddingScales] = placeMatrix(Slot.TOKEN_EMBD, 0, "token_embd.weight");
+  if (tensors.has("output.weight")) {
+    placeMatrix(Slot.OUTPUT, 0, "output.weight");
+  } else {
+    // Tied classifier: the same rows serve the embedding lookup and the logits.
+    wasm.setWeight(Slot.OUTPUT, 0, embeddingData, embeddingScales);
+  }
+  placeVector(Slot.OUTPUT_NORM, 0, "output_norm.weight");
+  for (let l = 0; l < config.n_layers; l++) {
+    placeVector(Slot.ATTN_NORM, l, `blk.${l}.attn_norm.weight`);
+    placeVector(Slot.FFN_NORM, l, `blk.${l}.ffn_norm.weight`);
+    for (const [slot, short] of layerMatrices) placeMatrix(slot, l, `blk.${l}.${short}.weight`);
+  }
+}
+
+/** Loads a model by catalog name, path, or from bytes, and places it in a fresh wasm instance. */
+export async function loadModel(source: string | Uint8Array | ArrayBuffer, options: LoadOptions = {}): Promise<Model> {
+  const precision = options.precision ?? "int8";
+  if (precision !== "int8" && precision !== "f32") {
+    optionMismatch("loadModel", {
+      source: "option precision", field: "precision", actual: JSON.stringify(precision), expected: "\"int8\" or \"f32\"",
+    });
+  }
+  const kernels = options.kernels ?? "auto";
+  if (kernels !== "auto" && kernels !== "exact" && kernels !== "relaxed") {
+    optionMismatch("loadModel", {
+      source: "option kernels", field: "kernels", actual: JSON.stringify(kernels), expected: "\"auto\", \"exact\" or \"relaxed\"",
+    });
+  }
+
+  let file: ModelFile;
+  if (typeof source === "string") {
+    const resolved = await resolveModel(source, options);
+    const bytes = await readFileBytes(resolved.modelPath);
+    options.onProgress?.({ phase: "read", file: resolved.modelPath, loaded: bytes.length, total: bytes.length });
+    const tokenizerPath = options.tokenizer ?? resolved.tokenizerPath;
+    const tokenizer = tokenizerPath ? { bytes: await readFileBytes(tokenizerPath), source: tokenizerPath } : undefined;
+    file = readModelFile(bytes, resolved.modelPath, tokenizer);
+  } else {
+    const bytes = source instanceof Uint8Array ? source : new Uint8Array(source);
+    file = readModelFile(bytes, "<bytes>");
+  }
+  return createModel(file, { ...options, precision, kernels });
+}
+
+/** Places an already parsed model file into a fresh wasm instance. */
+export async function createModel(file: ModelFile, options: LoadOptions = {}): Promise<Model> {
+  const precision = options.precision ?? "int8";
+  const config = file.config;
+  const seqLen = checkContextLength(options.contextLength, config.seq_len);
+  const { exports: wasm, variant } = await instantiateKernels(options.kernels ?? "auto");
+
+  const tied = !file.tensors.has("output.weight");
+  const weights = weightBytes(config, precision, tied);
+  const state = wasm.modelStateBytes(
+    config.dim, config.hidden_dim, config.n_layers, config.n_heads, config.n_kv_heads, config.vocab_size, seqLen,
+  );
+  const budget = weights + state + 64 * 1024;
+  const available = WASM_MEMORY_LIMIT - 1024 * 1024;
+  if (budget > available || wasm.reserve(budget) !== 1) {
+    throw new WasmError(
+      `loadModel: ${file.source}: wasm memory needed is ${formatBytes(budget)} (weights ${formatBytes(weights)}, ` +
+      `KV cache and run state ${formatBytes(state)} for ${seqLen} positions), expected at most 4 GiB, the wasm32 limit; ` +
+      `use precision "int8" or a smaller contextLength`,
+      { source: file.source, field: "memory", actual: `${budget} bytes`, expected: `at most ${WASM_MEMORY_LIMIT} bytes` },
+    );
+  }
+
+  if (wasm.modelInit(
+    config.dim, config.hidden_dim, config.n_layers, config.n_heads, config.n_kv_heads,
+    config.vocab_size, seqLen, config.norm_eps, config.rope_theta, precision === "int8" ? 1 : 0,
+  ) !== 1) {
+    throw new WasmError(`loadModel: ${file.source}: run state does not fit the reserved budget of ${budget} bytes`, {
+      source: file.source, field: "memory", actual: "over budget", expected: `${budget} bytes`,
+    });
+  }
+
+  placeWeights(file, wasm, precision, options.onProgress);
+  return new Model(file, wasm, variant, precision, seqLen);
+}

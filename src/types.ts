@@ -1,0 +1,84 @@
+/**
+ * Shapes shared between the file readers, the tokenizer and the model. Tensor names and
+ * metadata keys follow GGUF (`token_embd.weight`, `blk.N.attn_q.weight`, ...), whatever
+ * format a model came from, so the model code reads one vocabulary.
+ */
+
+/** Hyperparameters of a Llama-style decoder, in the spelling of llama2.c's Config. */
+export interface LlamaConfig {
+  /** GGUF `general.architecture`; only "llama" for now. */
+  architecture: string;
+  dim: number;
+  hidden_dim: number;
+  n_layers: number;
+  n_heads: number;
+  n_kv_heads: number;
+  vocab_size: number;
+  seq_len: number;
+  /** RMSNorm epsilon. */
+  norm_eps: number;
+  /** RoPE base frequency. */
+  rope_theta: number;
+  /** FFN activation; SwiGLU models use "silu". */
+  activation: "silu" | "relu" | "gelu";
+}
+
+/** GGML tensor types that the readers understand. Values are GGML's own type ids. */
+export enum GGMLType {
+  F32 = 0,
+  F16 = 1,
+  Q8_0 = 8,
+}
+
+/** One tensor as stored in a file: raw bytes plus GGUF-order dims (dims[0] is the row length). */
+export interface TensorData {
+  name: string;
+  /** GGUF order: dims[0] = elements per row (ne0), dims[1] = rows, ... */
+  dims: number[];
+  type: GGMLType;
+  /** Raw bytes of the tensor in its stored type, a view into the file buffer where possible. */
+  data: Uint8Array;
+}
+
+/** GGUF token types (llama.cpp's llama_token_type). */
+export enum TokenType {
+  UNDEFINED = 0,
+  NORMAL = 1,
+  UNKNOWN = 2,
+  CONTROL = 3,
+  USER_DEFINED = 4,
+  UNUSED = 5,
+  BYTE = 6,
+}
+
+/**
+ * A SentencePiece-style vocabulary in GGUF form: pieces use "▁" (U+2581) for spaces and
+ * byte-fallback pieces are spelled "<0xAB>".
+ */
+export interface Vocab {
+  /** GGUF `tokenizer.ggml.model`, "llama" for SentencePiece BPE. */
+  model: string;
+  tokens: string[];
+  scores: Float32Array;
+  types: Int32Array;
+  bos_id: number;
+  eos_id: number;
+  unk_id: number;
+  /** Whether encode() prepends BOS by default (GGUF `tokenizer.ggml.add_bos_token`). */
+  add_bos: boolean;
+  /** Whether encode() adds the SentencePiece dummy-prefix space to non-empty text. */
+  add_space_prefix: boolean;
+}
+
+/** A model file after parsing: config, tensors by GGUF name, vocabulary, and format facts. */
+export interface ModelFile {
+  /** Path or URL the bytes came from, for error messages. */
+  source: string;
+  format: "gguf" | "llama2c";
+  config: LlamaConfig;
+  tensors: Map<string, TensorData>;
+  /** Absent when a llama2.c checkpoint was loaded without a tokenizer.bin. */
+  vocab?: Vocab;
+  /** GGUF metadata as read (empty for llama2.c files). */
+  metadata: Map<string, unknown>;
+}

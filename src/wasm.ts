@@ -1,0 +1,117 @@
+/**
+ * Picks and instantiates the wasm module. Two builds come from one source: the exact
+ * simd128 module, and a relaxed-SIMD module that is faster where the engine supports it.
+ * The relaxed module is used only when WebAssembly.validate accepts it AND its int8 dot
+ * product passes a self-test, because Node 20's baseline compiler computes
+ * relaxed_dot_i8x16_i7x16_add_s wrongly behind a flag, and engines without relaxed SIMD
+ * reject the whole module.
+ */
+
+import { WasmError } from "./errors.js";
+
+/** The raw exports of build/dormant*.wasm; see assembly/index.ts. */
+export interface DormantExports {
+  memory: WebAssembly.Memory;
+  reserve(budget: number): number;
+  alloc(bytes: number): number;
+  heapUsed(): number;
+  modelInit(
+    dim: number, hiddenDim: number, nLayers: number, nHeads: number, nKvHeads: number,
+    vocabSize: number, seqLen: number, normEps: number, ropeTheta: number, int8: number,
+  ): number;
+  modelStateBytes(
+    dim: number, hiddenDim: number, nLayers: number, nHeads: number, nKvHeads: number,
+    vocabSize: number, seqLen: number,
+  ): number;
+  setWeight(slot: number, layer: number, data: number, scales: number): void;
+  forward(token: number, pos: number): number;
+  selfTest(): number;
+  relaxedSimd(): number;
+}
+
+/** Which module to use: "auto" tries relaxed SIMD first, the others force one. */
+export type KernelChoice = "auto" | "exact" | "relaxed";
+
+/** Kernel variant actually running. */
+export type KernelVariant = "simd128" | "relaxed-simd";
+
+const moduleUrls: Record<KernelVariant, URL> = {
+  "simd128": new URL("../build/dormant.wasm", import.meta.url),
+  "relaxed-simd": new URL("../build/dormant-relaxed.wasm", import.meta.url),
+};
+
+const compiled = new Map<KernelVariant, Promise<WebAssembly.Module | null>>();
+
+async function readUrlBytes(url: URL): Promise<Uint8Array<ArrayBuffer>> {
+  if (url.protocol === "file:") {
+    const { readFile } = await import("node:fs/promises");
+    const { fileURLToPath } = await import("node:url");
+    return new Uint8Array(await readFile(fileURLToPath(url)));
+  }
+  const response = await fetch(url);
+  if (!response.ok) {
+    throw new WasmError(`loadModel: ${url.href}: HTTP status is ${response.status}, expected 200`, {
+      source: url.href, field: "status", actual: String(response.status), expected: "200",
+    });
+  }
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+/** Compiles one variant, or returns null when this engine rejects it. */
+function compileVariant(variant: KernelVariant): Promise<WebAssembly.Module | null> {
+  let pending = compiled.get(variant);
+  if (!pending) {
+    pending = (async () => {
+      let bytes: Uint8Array<ArrayBuffer>;
+      try {
+        bytes = await readUrlBytes(moduleUrls[variant]);
+      } catch (error) {
+        if (error instanceof WasmError) throw error;
+        throw new WasmError(
+          `loadModel: ${moduleUrls[variant].href}: wasm module could not be read (${(error as Error).message}); run \`npm run build\``,
+          { source: moduleUrls[variant].href, field: "module", actual: "unreadable", expected: "a built wasm module" },
+        );
+      }
+      if (!WebAssembly.validate(bytes)) return null;
+      return WebAssembly.compile(bytes);
+    })();
+    compiled.set(variant, pending);
+  }
+  return pending;
+}
+
+function instantiate(module: WebAssembly.Module): DormantExports {
+  const instance = new WebAssembly.Instance(module, {});
+  return instance.exports as unknown as DormantExports;
+}
+
+/** Instantiates a fresh module of the chosen variant; each model owns one instance. */
+export async function instantiateKernels(choice: KernelChoice = "auto"): Promise<{ exports: DormantExports; variant: KernelVariant }> {
+  if (choice !== "exact") {
+    const relaxed = await compileVariant("relaxed-simd");
+    if (relaxed) {
+      const exports = instantiate(relaxed);
+      if (exports.selfTest() === 1) return { exports, variant: "relaxed-simd" };
+    }
+    if (choice === "relaxed") {
+      throw new WasmError(
+        "loadModel: option kernels is \"relaxed\", but this engine rejects relaxed SIMD or fails its int8 dot-product self-test; use \"auto\" or \"exact\"",
+        { source: "kernels", field: "kernels", actual: "relaxed", expected: "an engine with working relaxed SIMD" },
+      );
+    }
+  }
+  const exact = await compileVariant("simd128");
+  if (!exact) {
+    throw new WasmError(
+      "loadModel: build/dormant.wasm: WebAssembly.validate rejected the module; this engine lacks SIMD (simd128), which dormant requires",
+      { source: moduleUrls.simd128.href, field: "simd128", actual: "unsupported", expected: "WebAssembly SIMD" },
+    );
+  }
+  const exports = instantiate(exact);
+  if (exports.selfTest() !== 1) {
+    throw new WasmError("loadModel: build/dormant.wasm: int8 kernel self-test failed on this engine", {
+      source: moduleUrls.simd128.href, field: "selfTest", actual: "0", expected: "1",
+    });
+  }
+  return { exports, variant: "simd128" };
+}
