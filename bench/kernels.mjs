@@ -11,7 +11,7 @@ import { spawnSync } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 
-const RUNS = 15;
+const RUNS = 25;
 const WARMUP_RUNS = 3;
 const SHAPES = [
   [4096, 4096],

@@ -20,6 +20,7 @@ const DEFAULT_MODEL = "stories260K";
 const modelOptions: OptionSpecs = {
   model: { kind: "string", help: `model name from models/catalog.json or a path to a .gguf or llama2.c .bin file (default ${DEFAULT_MODEL})` },
   tokenizer: { kind: "string", help: "llama2.c tokenizer.bin for a .bin checkpoint" },
+  catalog: { kind: "string", help: "model catalog JSON file (default models/catalog.json)" },
   precision: { kind: "string", choices: ["int8", "f32"], help: "weight precision in wasm memory: int8 (default) or f32" },
   context: { kind: "integer", help: "positions the KV cache holds (default: the model's context length, at most 4096)" },
   kernels: { kind: "string", choices: ["auto", "exact", "relaxed"], help: "wasm module: auto (default), exact simd128, or relaxed SIMD" },
@@ -52,6 +53,7 @@ const evalOptions: OptionSpecs = {
 const convertOptions: OptionSpecs = {
   model: { kind: "string", help: "llama2.c .bin checkpoint or GGUF file to convert" },
   tokenizer: { kind: "string", help: "llama2.c tokenizer.bin for a .bin checkpoint" },
+  catalog: modelOptions.catalog,
   type: { kind: "string", choices: ["f32", "q8_0"], help: "tensor type: f32, or q8_0 (rows that are not multiples of 32 stay f32)" },
   out: { kind: "string", help: "output .gguf path" },
   json: { kind: "boolean", help: "print one JSON object on stdout" },
@@ -62,6 +64,7 @@ const convertOptions: OptionSpecs = {
 const infoOptions: OptionSpecs = {
   model: modelOptions.model,
   tokenizer: modelOptions.tokenizer,
+  catalog: modelOptions.catalog,
   json: modelOptions.json,
   quiet: modelOptions.quiet,
   help: modelOptions.help,
@@ -70,9 +73,17 @@ const infoOptions: OptionSpecs = {
 const tokenizeOptions: OptionSpecs = {
   model: modelOptions.model,
   tokenizer: modelOptions.tokenizer,
+  catalog: modelOptions.catalog,
   bos: { kind: "boolean", help: "prepend BOS" },
   pieces: { kind: "boolean", help: "print the piece of each token as well" },
   json: modelOptions.json,
+  help: modelOptions.help,
+};
+
+const pullOptions: OptionSpecs = {
+  catalog: modelOptions.catalog,
+  json: modelOptions.json,
+  quiet: modelOptions.quiet,
   help: modelOptions.help,
 };
 
@@ -82,6 +93,7 @@ const commands: Record<string, { summary: string; specs: OptionSpecs; run: (args
   convert: { summary: "convert a llama2.c checkpoint or GGUF to GGUF (f32 or q8_0)", specs: convertOptions, run: runConvert },
   info: { summary: "print a model's configuration and tensors", specs: infoOptions, run: runInfo },
   tokenize: { summary: "print the token ids of a text", specs: tokenizeOptions, run: runTokenize },
+  pull: { summary: "download a catalog model into the cache, checking its sha256", specs: pullOptions, run: runPull },
 };
 
 const stdout = process.stdout;
@@ -118,6 +130,7 @@ function loadOptions(args: ParsedArgs): LoadOptions {
     tokenizer: options.tokenizer as string | undefined,
     contextLength: options.context as number | undefined,
     kernels: (options.kernels as LoadOptions["kernels"]) ?? "auto",
+    catalog: options.catalog as string | undefined,
     onProgress: progressReporter(args),
   };
 }
@@ -224,7 +237,9 @@ async function runEval(args: ParsedArgs): Promise<void> {
 }
 
 async function readModelArgument(args: ParsedArgs) {
-  const resolved = await resolveModel(modelName(args), { onProgress: progressReporter(args) });
+  const resolved = await resolveModel(modelName(args), {
+    catalog: args.options.catalog as string | undefined, onProgress: progressReporter(args),
+  });
   const tokenizerPath = (args.options.tokenizer as string | undefined) ?? resolved.tokenizerPath;
   const tokenizer = tokenizerPath ? { bytes: await readFileBytes(tokenizerPath), source: tokenizerPath } : undefined;
   return readModelFile(await readFileBytes(resolved.modelPath), resolved.modelPath, tokenizer);
@@ -298,6 +313,33 @@ async function runTokenize(args: ParsedArgs): Promise<void> {
   }
 }
 
+async function runPull(args: ParsedArgs): Promise<void> {
+  if (args.positionals.length !== 1) {
+    throw new OptionError(`dormant pull: found ${args.positionals.length} model names, expected one`, {
+      source: "arguments", field: "name", actual: String(args.positionals.length), expected: "1",
+    });
+  }
+  const resolved = await resolveModel(args.positionals[0], {
+    catalog: args.options.catalog as string | undefined, onProgress: progressReporter(args), where: "pull",
+  });
+  if (args.options.json) {
+    writeJson({ model: resolved.modelPath, tokenizer: resolved.tokenizerPath ?? null, downloaded: resolved.downloaded });
+  } else {
+    stdout.write(`${resolved.modelPath}\n${resolved.tokenizerPath ? `${resolved.tokenizerPath}\n` : ""}`);
+  }
+}
+
+/** Library option names and the flags that set them, so messages name what the user typed. */
+const flagNames: Record<string, string> = {
+  topP: "--top-p", topK: "--top-k", minP: "--min-p", temperature: "--temperature", seed: "--seed",
+  repetitionPenalty: "--repeat-penalty", maxTokens: "--max-tokens", steps: "--steps",
+  contextLength: "--context", precision: "--precision", kernels: "--kernels",
+};
+
+function withFlagNames(message: string): string {
+  return message.replace(/\boption (\w+)/g, (match, name: string) => (flagNames[name] ? `option ${flagNames[name]}` : match));
+}
+
 /** Runs the CLI with `argv` (without node and the script path) and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -320,7 +362,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (error) {
     if (error instanceof OptionError) {
-      stderr.write(`${error.message}\n`);
+      stderr.write(`${withFlagNames(error.message)}\n`);
       return 2;
     }
     if (error instanceof DormantError) {
@@ -333,6 +375,12 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
 }
+
+// A closed pipe (`dormant generate | head`) ends the output, not the process with a stack trace.
+stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code === "EPIPE") process.exit(0);
+  throw error;
+});
 
 main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;

@@ -1,6 +1,6 @@
 /**
  * Typed errors of the host. Every message follows one form:
- *   `<where>: <file or option>: <field> is <found>, expected <expected>`
+ *   `<where>: <file>: <field> is <found>, expected <expected>` (or `<where>: option <name> is ...`)
  * followed, when known, by the likely cause. Callers branch on the class or on `name`,
  * and read the structured fields instead of parsing the text.
  */
@@ -67,7 +67,9 @@ export class ModelSourceError extends DormantError {
 
 /** Builds the standard message `<where>: <source>: <field> is <actual>, expected <expected>`. */
 export function describeMismatch(where: string, details: Required<ErrorDetails>, cause?: string): string {
-  const base = `${where}: ${details.source}: ${details.field} is ${details.actual}, expected ${details.expected}`;
+  // An option names itself: "generate: option topP is 1.5", not "option topP: topP is 1.5".
+  const subject = details.source === `option ${details.field}` ? details.source : `${details.source}: ${details.field}`;
+  const base = `${where}: ${subject} is ${details.actual}, expected ${details.expected}`;
   return cause ? `${base} (${cause})` : base;
 }
 

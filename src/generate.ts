@@ -43,7 +43,8 @@ function checkCount(name: string, value: unknown, max: number): number | undefin
   if (value === undefined) return undefined;
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > max) {
     optionMismatch("generate", {
-      source: `option ${name}`, field: name, actual: String(value), expected: `an integer in [1, ${max}]`,
+      source: `option ${name}`, field: name, actual: String(value),
+      expected: max === Number.MAX_SAFE_INTEGER ? "an integer ≥ 1" : `an integer in [1, ${max}]`,
     });
   }
   return value;
@@ -54,14 +55,17 @@ function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
-export async function* generate(
+/**
+ * Validates the options and the prompt at once, so a bad value throws from the call itself,
+ * and returns the generator that streams the pieces.
+ */
+export function generate(
   model: Model, prompt: string | number[], options: GenerateOptions = {},
 ): AsyncGenerator<GeneratedPiece, GenerationSummary> {
   const seqLen = model.config.seq_len;
   const sampling = validateSamplerOptions(options, "generate");
   const maxTokens = checkCount("maxTokens", options.maxTokens, Number.MAX_SAFE_INTEGER);
   const steps = checkCount("steps", options.steps, seqLen);
-  const stopAtEos = options.stopAtEos ?? true;
 
   const tokens = typeof prompt === "string" ? model.tokenize(prompt, { bos: options.bos ?? true }) : [...prompt];
   if (tokens.length === 0) {
@@ -77,17 +81,29 @@ export async function* generate(
   }
   model.checkTokens(tokens, "generate");
 
-  const promptTokens = tokens.length;
-  const sampler = new Sampler(sampling, model.config.vocab_size);
-  const streamer = new TextStreamer(model.tokenizer);
-  for (const id of tokens) streamer.push(id);
-  // The prompt text is the caller's; only new text is streamed.
-  streamer.flush();
+  return run(model, tokens, sampling, positionLimitFor(tokens.length, seqLen, steps, maxTokens), options);
+}
 
-  // Positions 0..positions-1 are fed; the token sampled at the last one is not fed back.
-  const positionLimit = Math.min(seqLen, steps ?? seqLen, maxTokens !== undefined ? promptTokens - 1 + maxTokens : seqLen);
-  let stopReason: GenerationSummary["stopReason"] =
-    positionLimit === seqLen ? "context" : steps !== undefined && positionLimit === steps ? "steps" : "max_tokens";
+/** Positions to feed: the context, the step count and the token budget each cap it. */
+function positionLimitFor(promptTokens: number, seqLen: number, steps?: number, maxTokens?: number): { limit: number; reason: GenerationSummary["stopReason"] } {
+  const limit = Math.min(seqLen, steps ?? seqLen, maxTokens !== undefined ? promptTokens - 1 + maxTokens : seqLen);
+  const reason = limit === seqLen ? "context" : steps !== undefined && limit === steps ? "steps" : "max_tokens";
+  return { limit, reason };
+}
+
+async function* run(
+  model: Model, tokens: number[], sampling: ReturnType<typeof validateSamplerOptions>,
+  positions: { limit: number; reason: GenerationSummary["stopReason"] }, options: GenerateOptions,
+): AsyncGenerator<GeneratedPiece, GenerationSummary> {
+  const promptTokens = tokens.length;
+  const stopAtEos = options.stopAtEos ?? true;
+  const sampler = new Sampler(sampling, model.config.vocab_size);
+  // Only new text is streamed; the last prompt token decides whether a leading space is kept.
+  const streamer = new TextStreamer(model.tokenizer, tokens[promptTokens - 1]);
+
+  // Positions 0..limit-1 are fed; the token sampled at the last one is not fed back.
+  const positionLimit = positions.limit;
+  let stopReason = positions.reason;
 
   const started = performance.now();
   let decodeStarted = started;

@@ -311,8 +311,9 @@ function readTensorInfo(reader: Reader, index: number, names: Set<string>): Tens
   const dims: number[] = [];
   for (let d = 0; d < nDims; d++) {
     const size = reader.u64();
-    if (typeof size === "bigint" || size < 1 || size > reader.bytes.length * 2) {
-      reader.fail(`tensor ${name} dims[${d}]`, String(size), `1..${reader.bytes.length * 2} for a file of ${reader.bytes.length} bytes`, "corrupt tensor info");
+    // Every supported type takes at least one byte per element, so no dimension exceeds the file length.
+    if (typeof size === "bigint" || size < 1 || size > reader.bytes.length) {
+      reader.fail(`tensor ${name} dims[${d}]`, String(size), `1..${reader.bytes.length} for a file of ${reader.bytes.length} bytes`, "corrupt tensor info");
     }
     dims.push(size);
   }
@@ -371,7 +372,8 @@ function placeTensors(reader: Reader, infos: TensorInfo[], alignment: number, da
   spans.sort((a, b) => a.start - b.start);
   for (let i = 1; i < spans.length; i++) {
     if (spans[i].start < spans[i - 1].end) {
-      reader.fail(`tensor ${spans[i].name} data`, `starting at byte ${spans[i].start}`, `no overlap with tensor ${spans[i - 1].name}, which ends at byte ${spans[i - 1].end}`, "corrupt tensor info");
+      const [previous, current] = [spans[i - 1], spans[i]];
+      reader.fail(`tensor ${current.name} data`, `bytes ${current.start}..${current.end}`, `no overlap with tensor ${previous.name} at bytes ${previous.start}..${previous.end}`, "corrupt tensor info");
     }
   }
   return tensors;

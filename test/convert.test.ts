@@ -168,6 +168,14 @@ describe("Q8_0", () => {
     }
   });
 
+  it("rejects mismatched lengths", () => {
+    expect(() => quantizeQ8_0(new Float32Array(10), 4, 3)).toThrow("quantizeQ8_0: values: length is 10, expected 12 (3 rows × 4)");
+    expect(() => encodeQ8_0Blocks(new Int8Array(40), new Float32Array(1))).toThrow("encodeQ8_0Blocks: quants: length is 40, expected 32 (32 per scale)");
+    expect(() => decodeQ8_0Blocks(new Uint8Array(60), 64, 1)).toThrow(
+      "decodeQ8_0Blocks: bytes: length is 60, expected 68 (2 blocks of 34 bytes for 1 rows × 64)",
+    );
+  });
+
   it("decodes a tensor to f32", () => {
     const values = Float32Array.from({ length: 32 * 2 }, (_, i) => i - 20);
     const q = quantizeQ8_0(values, 32, 2);

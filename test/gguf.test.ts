@@ -486,3 +486,237 @@ describe("GGUF errors", () => {
     );
   });
 });
+
+/** Little-endian byte builder for GGUF files that writeGGUF would refuse to write. */
+class RawGGUF {
+  private readonly parts: number[] = [];
+
+  constructor(tensors: number, entries: number, version = 3) {
+    this.parts.push(0x47, 0x47, 0x55, 0x46);
+    this.u32(version).u64(tensors).u64(entries);
+  }
+
+  u8(value: number): this {
+    this.parts.push(value);
+    return this;
+  }
+
+  u32(value: number): this {
+    for (let i = 0; i < 4; i++) this.parts.push((value >>> (8 * i)) & 0xff);
+    return this;
+  }
+
+  u64(value: number | bigint): this {
+    const big = BigInt(value);
+    for (let i = 0n; i < 8n; i++) this.parts.push(Number((big >> (8n * i)) & 0xffn));
+    return this;
+  }
+
+  raw(bytes: number[]): this {
+    this.u64(bytes.length);
+    this.parts.push(...bytes);
+    return this;
+  }
+
+  str(text: string): this {
+    return this.raw(Array.from(new TextEncoder().encode(text)));
+  }
+
+  tensorInfo(name: string, dims: number[], type: number, offset: number): this {
+    this.str(name).u32(dims.length);
+    for (const size of dims) this.u64(size);
+    return this.u32(type).u64(offset);
+  }
+
+  pad(length: number): this {
+    while (this.parts.length < length) this.parts.push(0);
+    return this;
+  }
+
+  bytes(): Uint8Array {
+    return Uint8Array.from(this.parts);
+  }
+}
+
+describe("GGUF structure errors", () => {
+  const nested = (depth: number): RawGGUF => {
+    const raw = new RawGGUF(0, 1).str("n").u32(GGUFValueType.ARRAY);
+    for (let i = 0; i < depth; i++) raw.u32(GGUFValueType.ARRAY).u64(1);
+    return raw.u32(GGUFValueType.UINT8).u64(0).pad(400);
+  };
+  const cases: Array<[string, Uint8Array, string]> = [
+    ["unknown value type", new RawGGUF(0, 1).str("a").u32(13).bytes(), "metadata a type is 13, expected a value type id 0..12"],
+    ["invalid UTF-8 key", new RawGGUF(0, 1).raw([0xff, 0x41]).u32(0).u8(1).bytes(), "metadata entry 0 key is invalid UTF-8 at byte 32, expected a UTF-8 string"],
+    ["empty key", new RawGGUF(0, 1).str("").u32(0).u8(1).pad(40).bytes(), "metadata entry 0 key is empty, expected a non-empty key"],
+    ["duplicate key", new RawGGUF(0, 2).str("k").u32(0).u8(1).str("k").u32(0).u8(2).bytes(), "metadata key k is duplicated, expected each key once"],
+    ["bool byte 2", new RawGGUF(0, 1).str("b").u32(GGUFValueType.BOOL).u8(2).bytes(), "metadata b is byte 2 at byte 37, expected a bool (0 or 1)"],
+    ["unknown element type", new RawGGUF(0, 1).str("c").u32(GGUFValueType.ARRAY).u32(13).u64(0).bytes(), "metadata c array element type is 13, expected a value type id 0..12"],
+    ["array nested too deep", nested(9).bytes(), `metadata n${"[0]".repeat(8)} array nesting is deeper than 8, expected at most 8 levels`],
+    ["n_dims 5", new RawGGUF(1, 0).tensorInfo("t", [1, 1, 1, 1, 1], 0, 0).pad(200).bytes(), "tensor t n_dims is 5, expected 1..4"],
+    ["dims 0", new RawGGUF(1, 0).tensorInfo("t", [4, 0], 0, 0).pad(200).bytes(), "tensor t dims[1] is 0, expected 1..200 for a file of 200 bytes (corrupt tensor info)"],
+    [
+      "alignment type",
+      new RawGGUF(0, 1).str("general.alignment").u32(GGUFValueType.UINT8).u8(32).bytes(),
+      "metadata general.alignment type is UINT8, expected UINT32",
+    ],
+    [
+      "alignment 48",
+      new RawGGUF(0, 1).str("general.alignment").u32(GGUFValueType.UINT32).u32(48).bytes(),
+      "metadata general.alignment is 48, expected a power of two",
+    ],
+    [
+      "overlapping tensors",
+      new RawGGUF(2, 0).tensorInfo("a", [8], 0, 0).tensorInfo("b", [8], 0, 0).pad(160).bytes(),
+      "tensor b data is bytes 96..128, expected no overlap with tensor a at bytes 96..128 (corrupt tensor info)",
+    ],
+  ];
+  for (const [name, bytes, message] of cases) {
+    it(`rejects ${name}`, () => {
+      const file = viaFile(`${name.replaceAll(" ", "-")}.gguf`, bytes);
+      expectFormatError(() => parseGGUF(file.bytes, file.path), `parseGGUF: ${file.path}: ${message}`);
+    });
+  }
+});
+
+describe("GGUF metadata errors", () => {
+  const replace = (key: string, entry: GGUFValue) => (entries: GGUFMetadataEntry[]): GGUFMetadataEntry[] =>
+    entries.map((e) => (e.key === key ? { key, ...entry } : e));
+  const cases: Array<[string, (entries: GGUFMetadataEntry[]) => GGUFMetadataEntry[], string]> = [
+    [
+      "64-bit block count",
+      replace("llama.block_count", { type: GGUFValueType.UINT64, value: 2n ** 60n }),
+      "metadata llama.block_count is 1152921504606846976, expected at most 9007199254740991",
+    ],
+    ["zero context length", replace("llama.context_length", { type: GGUFValueType.UINT32, value: 0 }), "metadata llama.context_length is 0, expected a positive integer"],
+    [
+      "negative epsilon",
+      replace("llama.attention.layer_norm_rms_epsilon", { type: GGUFValueType.FLOAT32, value: -1 }),
+      "metadata llama.attention.layer_norm_rms_epsilon is -1, expected a positive finite number",
+    ],
+    [
+      "integer epsilon",
+      replace("llama.attention.layer_norm_rms_epsilon", { type: GGUFValueType.UINT32, value: 1 }),
+      "metadata llama.attention.layer_norm_rms_epsilon type is UINT32, expected FLOAT32 or FLOAT64",
+    ],
+    [
+      "architecture type",
+      replace("general.architecture", { type: GGUFValueType.UINT32, value: 1 }),
+      "metadata general.architecture type is UINT32, expected STRING",
+    ],
+    [
+      "add_bos type",
+      (entries) => [...entries, { key: "tokenizer.ggml.add_bos_token", type: GGUFValueType.UINT8, value: 1 }],
+      "metadata tokenizer.ggml.add_bos_token type is UINT8, expected BOOL",
+    ],
+    [
+      "scores as integers",
+      replace("tokenizer.ggml.scores", { type: GGUFValueType.ARRAY, elementType: GGUFValueType.INT32, value: [] }),
+      "metadata tokenizer.ggml.scores type is an array of INT32, expected an array of FLOAT32",
+    ],
+    [
+      "tokens not an array",
+      replace("tokenizer.ggml.tokens", { type: GGUFValueType.STRING, value: "a" }),
+      "metadata tokenizer.ggml.tokens type is STRING, expected an array of STRING",
+    ],
+    [
+      "empty tokens",
+      replace("tokenizer.ggml.tokens", { type: GGUFValueType.ARRAY, elementType: GGUFValueType.STRING, value: [] }),
+      "metadata tokenizer.ggml.tokens is empty, expected at least one token",
+    ],
+    [
+      "missing token types",
+      (entries) => entries.filter((e) => e.key !== "tokenizer.ggml.token_type"),
+      "metadata key tokenizer.ggml.token_type is missing, expected an array of INT32",
+    ],
+  ];
+  for (const [name, edit, message] of cases) {
+    it(`rejects ${name}`, () => {
+      const file = viaFile(`${name.replaceAll(" ", "-")}.gguf`, editedStories(edit));
+      expectFormatError(() => readModelFile(file.bytes, file.path), `loadModel: ${file.path}: ${message}`);
+    });
+  }
+
+  it("rejects no vocab and no embedding", () => {
+    const bytes = editedStories(
+      (entries) => entries.filter((e) => !e.key.startsWith("tokenizer.")),
+      (tensors) => tensors.filter((t) => t.name !== "token_embd.weight"),
+    );
+    const file = viaFile("no-vocab.gguf", bytes);
+    expectFormatError(
+      () => readModelFile(file.bytes, file.path),
+      `loadModel: ${file.path}: tensor token_embd.weight is missing, expected a tensor of shape [dim, vocab_size] (and the file has no tokenizer.ggml.tokens to give vocab_size)`,
+    );
+  });
+
+  it("reads model without vocab", () => {
+    const bytes = editedStories((entries) => entries.filter((e) => !e.key.startsWith("tokenizer.")));
+    const model = readModelFile(bytes, "memory");
+    expect(model.vocab).toBeUndefined();
+    expect(model.config.vocab_size).toBe(512);
+  });
+});
+
+describe("writeGGUF errors", () => {
+  const cases: Array<[string, () => unknown, string]> = [
+    ["alignment 48", () => writeGGUF({ metadata: [], tensors: [] }, 48), "alignment is 48, expected a power of two"],
+    [
+      "alignment key mismatch",
+      () => writeGGUF({ metadata: [{ key: "general.alignment", type: GGUFValueType.UINT32, value: 64 }], tensors: [] }),
+      "metadata general.alignment is UINT32 64, expected UINT32 32 (the alignment argument)",
+    ],
+    [
+      "string as float",
+      () => writeGGUF({ metadata: [{ key: "f", type: GGUFValueType.FLOAT32, value: "1" }], tensors: [] }),
+      "metadata f is 1, expected a number (FLOAT32)",
+    ],
+    [
+      "fractional integer",
+      () => writeGGUF({ metadata: [{ key: "i", type: GGUFValueType.INT32, value: 1.5 }], tensors: [] }),
+      "metadata i is 1.5, expected an integer in -2147483648..2147483647 (INT32)",
+    ],
+    [
+      "duplicate key",
+      () =>
+        writeGGUF({
+          metadata: [
+            { key: "k", type: GGUFValueType.BOOL, value: true },
+            { key: "k", type: GGUFValueType.BOOL, value: false },
+          ],
+          tensors: [],
+        }),
+      "metadata key k is duplicated, expected each key once",
+    ],
+    [
+      "scalar in nested array",
+      () => writeGGUF({ metadata: [{ key: "n", type: GGUFValueType.ARRAY, elementType: GGUFValueType.ARRAY, value: [1] as never }], tensors: [] }),
+      "metadata n[0] is 1, expected a nested array value",
+    ],
+    [
+      "Q8_0 row of 48",
+      () => writeGGUF({ metadata: [], tensors: [{ name: "q", dims: [48, 1], type: GGMLType.Q8_0, data: new Uint8Array(51) }] }),
+      "tensor q dims[0] is 48, expected a multiple of 32 for Q8_0",
+    ],
+    ["five dims", () => writeGGUF({ metadata: [], tensors: [f32Tensor("t", [1, 1, 1, 1, 1])] }), "tensor t dims is [1, 1, 1, 1, 1], expected 1..4 positive sizes"],
+  ];
+  for (const [name, run, message] of cases) {
+    it(`rejects ${name}`, () => {
+      expectFormatError(run, `writeGGUF: model: ${message}`);
+    });
+  }
+});
+
+describe("tensorToF32", () => {
+  it("rejects unknown type", () => {
+    expectFormatError(
+      () => tensorToF32({ name: "blk.0.attn_q.weight", dims: [256], type: 12 as GGMLType, data: new Uint8Array(144) }),
+      "tensorToF32: blk.0.attn_q.weight: type is 12, expected F32 (0), F16 (1) or Q8_0 (8)",
+    );
+  });
+
+  it("reads unaligned F32", () => {
+    const values = Float32Array.of(1.5, -2, 3.25);
+    const shifted = new Uint8Array(13).subarray(1);
+    shifted.set(new Uint8Array(values.buffer));
+    expect(Array.from(tensorToF32({ name: "t", dims: [3], type: GGMLType.F32, data: shifted }))).toEqual([1.5, -2, 3.25]);
+  });
+});

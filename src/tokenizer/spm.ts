@@ -26,7 +26,11 @@ export interface EncodeOptions {
 const SPACE = 0x20;
 const REPLACEMENT = "\uFFFD";
 
-/** Token types whose pieces may match text. Control, byte and unknown pieces never match. */
+/**
+ * Token types whose pieces may match text. Control, byte and unknown pieces never match.
+ * NOTE: llama.cpp splits user-defined pieces out of the text before merging; here they are
+ * reached only through merges.
+ */
 const TEXT_TYPES = new Set<number>([TokenType.UNDEFINED, TokenType.NORMAL, TokenType.USER_DEFINED]);
 
 export class SpmTokenizer {
