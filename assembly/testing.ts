@@ -25,7 +25,7 @@ const TEST_ARENA_BUDGET: u64 = 1 << 30;
 
 let arenaReady = false;
 
-/** Allocates size bytes, 64-byte aligned and zeroed; returns 0 when the 1 GiB test budget is used up. */
+/** Allocates size bytes, 64-byte aligned and zeroed. Returns 0 when the 1 GiB test budget is used up. */
 export function alloc(size: i32): usize {
   if (!arenaReady) allocReset();
   return arenaAlloc(<u64>size);

@@ -99,7 +99,7 @@ function benchModule(name, e) {
 async function loadModule(variant) {
   const bytes = await readFile(modulePaths[variant]).catch(() => undefined);
   if (!bytes) {
-    console.log(`${variant}: ${fileURLToPath(modulePaths[variant])} not found; build it with the commands at the top of bench/kernels.mjs`);
+    console.log(`${variant}: ${fileURLToPath(modulePaths[variant])} not found. Build it with the commands at the top of bench/kernels.mjs`);
     return undefined;
   }
   if (!WebAssembly.validate(bytes)) return null;
@@ -122,7 +122,7 @@ async function benchRelaxed() {
     return;
   }
   if (e.dotQ8SelfTest() !== 1) {
-    console.log("relaxed: dotQ8SelfTest failed on this engine; the host would use the exact module");
+    console.log("relaxed: dotQ8SelfTest failed on this engine, so the host would use the exact module");
     return;
   }
   benchModule("relaxed", e);

@@ -10,7 +10,7 @@ import { GGMLType, type ModelFile, type TensorData } from "./types.js";
 
 /** Options of convertToGGUF. */
 export interface ConvertOptions {
-  /** "f32" keeps every tensor F32; "q8_0" stores 2-D matrices with rows of a multiple of 32 as Q8_0. */
+  /** Tensor type: "f32" keeps every tensor F32, and "q8_0" stores 2-D matrices with rows of a multiple of 32 as Q8_0. */
   type: "f32" | "q8_0";
 }
 
@@ -77,7 +77,7 @@ function isQuantizable(tensor: TensorData): boolean {
 
 function convertTensor(tensor: TensorData, options: ConvertOptions): TensorData {
   if (options.type === "q8_0" && isQuantizable(tensor)) {
-    // Requantizing Q8_0 could only lose precision; keep its blocks as they are.
+    // Requantizing Q8_0 could only lose precision, so its blocks are kept as they are.
     if (tensor.type === GGMLType.Q8_0) return tensor;
     const rowLength = tensor.dims[0];
     const rows = tensor.dims[1];

@@ -11,13 +11,13 @@
  *   +--------------------------------------------------------------+
  *   | padding to general.alignment (default 32)                    |
  *   +--------------------------------------------------------------+
- *   | tensor data; each offset is relative to here and aligned      |  data section
+ *   | tensor data, each at an aligned offset from this point        |  data section
  *   +--------------------------------------------------------------+
  *
  *   string = { length: u64, UTF-8 bytes without terminator }
  *   array  = { element type: u32, count: u64, count × value }
  *
- * dims[0] is the row length (ggml's ne0). Version 2 has the same layout and is accepted;
+ * dims[0] is the row length (ggml's ne0). Version 2 has the same layout and is accepted, but
  * version 1 used 32-bit counts and is rejected.
  */
 
@@ -46,7 +46,7 @@ export enum GGUFValueType {
 /** A scalar metadata value. 64-bit integers are numbers when safe (|x| ≤ 2^53 - 1), else bigints. */
 export type GGUFScalar = number | bigint | boolean | string;
 
-/** A metadata array; nested arrays carry their own element type. */
+/** A metadata array. Nested arrays carry their own element type. */
 export interface GGUFArrayValue {
   type: GGUFValueType.ARRAY;
   elementType: GGUFValueType;
@@ -80,7 +80,7 @@ const HEADER_BYTES = 24;
 const MIN_METADATA_ENTRY_BYTES = 8 + 4 + 1;
 const MIN_TENSOR_INFO_BYTES = 8 + 4 + 8 + 4 + 8;
 
-/** GGML type names by id, for messages about types we cannot read (ggml.h, 2025). */
+/** GGML type names by id (ggml's enum ggml_type), for messages about types dormant cannot read. */
 const GGML_TYPE_NAMES: Record<number, string> = {
   0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 4: "Q4_2", 5: "Q4_3", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0",
   9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS",
@@ -121,6 +121,8 @@ class Reader {
   /** The item being read, for truncation messages. */
   item = "header";
   private readonly view: DataView;
+  // NOTE: strings must be valid UTF-8 as the GGUF spec requires. llama.cpp does not check this, so a
+  // file with a broken token text that llama.cpp loads is rejected here, naming the key and byte.
   private readonly decoder = new TextDecoder("utf-8", { fatal: true });
 
   constructor(readonly bytes: Uint8Array, readonly source: string) {
@@ -513,7 +515,7 @@ export function ggufToVocab(gguf: GGUFFile, source: string): Vocab {
 /**
  * Builds a ModelFile from a parsed GGUF: the llama config from `llama.*` metadata, the vocabulary
  * when `tokenizer.ggml.model` is present, and the tensors, validated against the config.
- * ModelFile.metadata holds the GGUFValue records (type and value) by key.
+ * ModelFile.metadata maps each key to its GGUFValue record (type and value).
  */
 export function ggufToModelFile(gguf: GGUFFile, source: string): ModelFile {
   const meta = new MetadataReader(gguf.metadata, source);
@@ -688,7 +690,7 @@ function checkTensorForWrite(tensor: TensorData, names: Set<string>): void {
 
 /**
  * Writes a GGUF v3 file. Each metadata entry carries its value type (arrays also their element
- * type). Tensor data are placed in order, each at a multiple of `alignment`; for an alignment
+ * type). Tensor data are placed in order, each at a multiple of `alignment`. For an alignment
  * other than 32, `general.alignment` is added when absent. Tensors of a type id other than
  * F32, F16 or Q8_0 are written with their bytes unchecked.
  */

@@ -221,6 +221,11 @@ export class Model {
   }
 }
 
+/** Replaces -128 by -127 in place. */
+function clampMinimumQuant(quants: Int8Array): void {
+  for (let i = 0; i < quants.length; i++) if (quants[i] === -128) quants[i] = -127;
+}
+
 /** Places every tensor of `file` into the wasm arena and registers it. */
 function placeWeights(file: ModelFile, wasm: DormantExports, precision: Precision, onProgress?: (p: LoadProgress) => void): void {
   const { config, tensors, source } = file;
@@ -268,9 +273,11 @@ function placeWeights(file: ModelFile, wasm: DormantExports, precision: Precisio
       return [pointer, 0];
     }
     // Q8_0 files already hold our block layout; anything else is quantized with the same rule.
-    const blocks = tensor.type === GGMLType.Q8_0 && cols % 32 === 0
-      ? decodeQ8_0Blocks(tensor.data, cols, rows)
-      : quantizeQ8_0(tensorToF32(tensor), cols, rows);
+    const fromFile = tensor.type === GGMLType.Q8_0 && cols % 32 === 0;
+    const blocks = fromFile ? decodeQ8_0Blocks(tensor.data, cols, rows) : quantizeQ8_0(tensorToF32(tensor), cols, rows);
+    // The relaxed-SIMD kernel negates weights, so -128 must not occur. ggml's quantizer never
+    // writes it (|x / d| <= 127), but other writers may; clamping moves such a weight by one step.
+    if (fromFile) clampMinimumQuant(blocks.quants);
     const quantPointer = allocOrThrow(blocks.quants.byteLength, name);
     new Int8Array(wasm.memory.buffer, quantPointer, blocks.quants.length).set(blocks.quants);
     const scalePointer = allocOrThrow(blocks.scales.byteLength, `${name} scales`);

@@ -27,7 +27,7 @@ export interface Q8_0Tensor {
   quants: Int8Array;
   /** (rows, paddedRowLength / 32) f32, each exactly representable as f16. */
   scales: Float32Array;
-  /** Row length rounded up to a multiple of 32; the padding values are zero. */
+  /** Row length rounded up to a multiple of 32, with zeros as padding values. */
   paddedRowLength: number;
 }
 
@@ -52,7 +52,7 @@ export function f32ToF16Bits(value: number): number {
   if (halfExponent >= 0x1f) return sign | 0x7c00;
 
   if (halfExponent <= 0) {
-    // Result is an f16 subnormal m · 2^-24 with m = significand · 2^(exponent - 126 - 23 + 23).
+    // The value is significand · 2^(exponent - 150) and an f16 subnormal is m · 2^-24, so m = significand >> (126 - exponent).
     const shift = 126 - exponent;
     if (shift > 24) return sign;
     const significand = mantissa | 0x800000;

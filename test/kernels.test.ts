@@ -7,10 +7,16 @@ import { type KernelModule, loadKernelModule, randomF32, seededRandom } from "./
 
 /**
  * Largest |f32 result − exact result| of a sum of products, relative to Σ|product|. Four-lane and
- * left-to-right f32 sums of up to 4096 random terms stay well below it; one dropped or doubled term
- * of average size (1/4096 of Σ|product|) does not.
+ * left-to-right f32 sums of up to 4096 random terms measured below 1.2e-7. One dropped or doubled
+ * term of average size (1/4096 of Σ|product|) exceeds it 200 times.
  */
-const F32_SUM_REL_TOL = 2e-5;
+const F32_SUM_REL_TOL = 1e-6;
+
+/**
+ * Largest relative error of a softmax output. Rounding x - max to f32 moves exp(x - max) by up to
+ * |x - max| · 2^-24 relative (1e-6 for the spread of 16 tested), and the f32 sum of n terms adds more.
+ */
+const SOFTMAX_REL_TOL = 1e-5;
 
 /** Largest |Δ| between a kernel using Mathf exp/sin/cos/pow and a float64 model, for values of order 1. */
 const F32_TRANSCENDENTAL_TOL = 2e-6;
@@ -146,8 +152,7 @@ describe("f32 kernels", () => {
     const xPointer = m.putF32(n, x);
     m.exports.softmax(xPointer, n);
     const out = m.f32(xPointer, n);
-    // the f32 sum of n exponentials carries the rounding of a sum of n terms into every output
-    const tolerance = (i: number) => F32_SUM_REL_TOL * expected[i] + 1e-9;
+    const tolerance = (i: number) => SOFTMAX_REL_TOL * expected[i];
     expect(findToleranceMismatch(out, expected, tolerance)).toBeUndefined();
     expect(Math.abs(out.reduce((total, v) => total + v, 0) - 1)).toBeLessThan(1e-5);
   });

@@ -13,7 +13,7 @@ import {
   seededRandom,
 } from "./wasm-harness.js";
 
-/** Awkward lengths that hit every tail; int8 kernels round them up to whole blocks of 32. */
+/** Awkward lengths that hit every tail. int8 kernels round them up to whole blocks of 32. */
 export const LENGTHS = [1, 15, 16, 17, 31, 33, 172, 4096];
 
 /** Row counts around the 4-row pass: full passes, remainders of 1 to 3, and both together. */
@@ -252,7 +252,9 @@ export function describeQ8Kernels(variant: KernelVariant): void {
       const cols = 96;
       const wq = new Int8Array(rows * cols);
       const xq = new Int8Array(cols);
-      for (let i = 0; i < cols; i++) xq[i] = i < 32 ? -127 : i < 64 ? 127 : (i % 3) - 1;
+      xq.fill(-127, 0, 32);
+      xq.fill(127, 32, 64);
+      for (let i = 64; i < cols; i++) xq[i] = (i % 3) - 1;
       for (let r = 0; r < rows; r++) {
         for (let c = 0; c < cols; c++) wq[r * cols + c] = r % 2 === 0 ? 127 : -127;
       }
@@ -260,7 +262,7 @@ export function describeQ8Kernels(variant: KernelVariant): void {
       const xs = new Float32Array([1, 1, 1]);
       expectMatvecQ8Exact(m, { wq, ws, xq, xs, rows, cols });
 
-      // block sums of ∓32 · 127 · 127 cancel exactly; the third block's quants sum to 1
+      // block sums of ∓32 · 127 · 127 cancel exactly, and the third block's quants sum to 1
       const out = runMatvecQ8(m, { wq, ws, xq, xs, rows, cols }, "matvecQ8");
       expect(out[0], "row of +127").toBe(127);
       expect(out[1], "row of -127").toBe(-127);

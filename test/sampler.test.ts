@@ -99,26 +99,26 @@ describe("validateSamplerOptions", () => {
   });
 
   const bad: [SamplerOptions, string][] = [
-    [{ temperature: -0.1 }, "option temperature: temperature is -0.1, expected a finite number ≥ 0 (0 = greedy)"],
-    [{ temperature: Infinity }, "option temperature: temperature is Infinity, expected a finite number ≥ 0 (0 = greedy)"],
-    [{ temperature: "hot" as unknown as number }, 'option temperature: temperature is "hot" (a string), expected a finite number ≥ 0 (0 = greedy)'],
-    [{ topK: 1.5 }, "option topK: topK is 1.5, expected an integer ≥ 0 (0 = off)"],
-    [{ topK: -1 }, "option topK: topK is -1, expected an integer ≥ 0 (0 = off)"],
-    [{ topP: 1.5 }, "option topP: topP is 1.5, expected a number in (0, 1]"],
-    [{ topP: 0 }, "option topP: topP is 0, expected a number in (0, 1]"],
-    [{ topP: NaN }, "option topP: topP is NaN, expected a number in (0, 1]"],
-    [{ minP: 1 }, "option minP: minP is 1, expected a number in [0, 1) (0 = off)"],
-    [{ minP: -0.01 }, "option minP: minP is -0.01, expected a number in [0, 1) (0 = off)"],
-    [{ repetitionPenalty: 0 }, "option repetitionPenalty: repetitionPenalty is 0, expected a finite number > 0 (1 = off)"],
-    [{ repetitionPenalty: Infinity }, "option repetitionPenalty: repetitionPenalty is Infinity, expected a finite number > 0 (1 = off)"],
-    [{ repetitionWindow: 2.5 }, "option repetitionWindow: repetitionWindow is 2.5, expected an integer ≥ 0"],
-    [{ repetitionWindow: null as unknown as number }, "option repetitionWindow: repetitionWindow is null, expected an integer ≥ 0"],
-    [{ seed: -1 }, "option seed: seed is -1, expected an integer in [0, 2^53) or a bigint in [0, 2^64)"],
-    [{ seed: 1.5 }, "option seed: seed is 1.5, expected an integer in [0, 2^53) or a bigint in [0, 2^64)"],
-    [{ seed: 2 ** 53 }, "option seed: seed is 9007199254740992, expected an integer in [0, 2^53) or a bigint in [0, 2^64)"],
-    [{ seed: "7" as unknown as number }, 'option seed: seed is "7" (a string), expected an integer in [0, 2^53) or a bigint in [0, 2^64)'],
-    [{ seed: -1n }, "option seed: seed is -1n, expected an integer in [0, 2^64)"],
-    [{ seed: 2n ** 64n }, "option seed: seed is 18446744073709551616n, expected an integer in [0, 2^64)"],
+    [{ temperature: -0.1 }, "option temperature is -0.1, expected a finite number ≥ 0 (0 = greedy)"],
+    [{ temperature: Infinity }, "option temperature is Infinity, expected a finite number ≥ 0 (0 = greedy)"],
+    [{ temperature: "hot" as unknown as number }, 'option temperature is "hot" (a string), expected a finite number ≥ 0 (0 = greedy)'],
+    [{ topK: 1.5 }, "option topK is 1.5, expected an integer ≥ 0 (0 = off)"],
+    [{ topK: -1 }, "option topK is -1, expected an integer ≥ 0 (0 = off)"],
+    [{ topP: 1.5 }, "option topP is 1.5, expected a number in (0, 1]"],
+    [{ topP: 0 }, "option topP is 0, expected a number in (0, 1]"],
+    [{ topP: NaN }, "option topP is NaN, expected a number in (0, 1]"],
+    [{ minP: 1 }, "option minP is 1, expected a number in [0, 1) (0 = off)"],
+    [{ minP: -0.01 }, "option minP is -0.01, expected a number in [0, 1) (0 = off)"],
+    [{ repetitionPenalty: 0 }, "option repetitionPenalty is 0, expected a finite number > 0 (1 = off)"],
+    [{ repetitionPenalty: Infinity }, "option repetitionPenalty is Infinity, expected a finite number > 0 (1 = off)"],
+    [{ repetitionWindow: 2.5 }, "option repetitionWindow is 2.5, expected an integer ≥ 0"],
+    [{ repetitionWindow: null as unknown as number }, "option repetitionWindow is null, expected an integer ≥ 0"],
+    [{ seed: -1 }, "option seed is -1, expected an integer in [0, 2^53) or a bigint in [0, 2^64)"],
+    [{ seed: 1.5 }, "option seed is 1.5, expected an integer in [0, 2^53) or a bigint in [0, 2^64)"],
+    [{ seed: 2 ** 53 }, "option seed is 9007199254740992, expected an integer in [0, 2^53) or a bigint in [0, 2^64)"],
+    [{ seed: "7" as unknown as number }, 'option seed is "7" (a string), expected an integer in [0, 2^53) or a bigint in [0, 2^64)'],
+    [{ seed: -1n }, "option seed is -1n, expected an integer in [0, 2^64)"],
+    [{ seed: 2n ** 64n }, "option seed is 18446744073709551616n, expected an integer in [0, 2^64)"],
   ];
   for (const [options, message] of bad) {
     const [name, value] = Object.entries(options)[0];
@@ -128,8 +128,8 @@ describe("validateSamplerOptions", () => {
   }
 
   it("where names the caller", () => {
-    expectOptionError(() => validateSamplerOptions({ topP: 2 }, "chat"), "chat: option topP: topP is 2, expected a number in (0, 1]");
-    expectOptionError(() => new Sampler({ topK: -2 }, 512), "Sampler: option topK: topK is -2, expected an integer ≥ 0 (0 = off)");
+    expectOptionError(() => validateSamplerOptions({ topP: 2 }, "chat"), "chat: option topP is 2, expected a number in (0, 1]");
+    expectOptionError(() => new Sampler({ topK: -2 }, 512), "Sampler: option topK is -2, expected an integer ≥ 0 (0 = off)");
   });
 });
 

@@ -11,7 +11,7 @@ import asc from "assemblyscript/asc";
 /** Which test module to load: exact simd128, or built with --enable relaxed-simd. */
 export type KernelVariant = "exact" | "relaxed";
 
-/** Exports of build/dormant-test*.wasm. Pointers are byte offsets into memory; lengths are element counts. */
+/** Exports of build/dormant-test*.wasm. Pointers are byte offsets into memory, and lengths are element counts. */
 export interface KernelExports {
   memory: WebAssembly.Memory;
   alloc(size: number): number;
@@ -83,14 +83,14 @@ export class KernelModule {
     this.exports.allocReset();
   }
 
-  /** Allocates bytes (zeroed, 64-byte aligned) and returns the address; throws when the arena is full. */
+  /** Allocates bytes (zeroed, 64-byte aligned) and returns the address. Throws when the arena is full. */
   alloc(bytes: number): number {
     const pointer = this.exports.alloc(bytes) >>> 0;
     if (pointer === 0) throw new Error(`alloc(${bytes}) returned 0: test arena budget exhausted`);
     return pointer;
   }
 
-  /** Returns a Float32Array view; make a new one after any call that can grow memory. */
+  /** Returns a Float32Array view. Make a new one after any call that can grow memory. */
   f32(pointer: number, n: number): Float32Array {
     return new Float32Array(this.exports.memory.buffer, pointer, n);
   }

@@ -1,7 +1,7 @@
 // f32 matrix × vector: out[r] = Σ_c W[r, c] · x[c], W (rows, cols) f32 row-major, x (cols) f32, out (rows) f32.
 //
-// The simd128 kernel keeps four partial sums per row (one per lane) and adds them at the end, so its
-// rounding differs from the left-to-right reference; tests compare the two with a tolerance.
+// The simd128 kernel keeps four partial sums per row (one per lane) and adds them at the end. Its
+// rounding therefore differs from the left-to-right reference, so tests compare the two with a tolerance.
 
 /** Computes out = W x in f32, summing each row left to right. Scalar reference. */
 export function matvecF32Ref(out: usize, w: usize, x: usize, rows: i32, cols: i32): void {
@@ -22,8 +22,8 @@ function sumLanesF32(v: v128): f32 {
 }
 
 /**
- * Computes out = W x in f32 with simd128, four rows per pass sharing each load of x. Any cols;
- * rows need no alignment. out must not alias W or x.
+ * Computes out = W x in f32 with simd128, four rows per pass sharing each load of x. cols may be
+ * any length, and rows need no alignment. out must not alias W or x.
  */
 export function matvecF32(out: usize, w: usize, x: usize, rows: i32, cols: i32): void {
   const rowBytes = <usize>cols << 2;

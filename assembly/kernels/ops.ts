@@ -13,7 +13,7 @@ function sumLanesF32(v: v128): f32 {
   return f32x4.extract_lane(t, 0) + f32x4.extract_lane(t, 1);
 }
 
-/** Computes out = weight · (x / rms(x)), rms = sqrt(mean(x²) + eps), as llama2.c does. Scalar reference; out may equal x. */
+/** Computes out = weight · (x / rms(x)), rms = sqrt(mean(x²) + eps), as llama2.c does. Scalar reference. out may equal x. */
 export function rmsnormRef(out: usize, x: usize, weight: usize, n: i32, eps: f32): void {
   let ss: f32 = 0;
   for (let i = 0; i < n; i++) {
@@ -29,7 +29,7 @@ export function rmsnormRef(out: usize, x: usize, weight: usize, n: i32, eps: f32
   }
 }
 
-/** Computes out = weight · (x / rms(x)) with simd128; matches rmsnormRef up to the rounding of Σx². out may equal x. */
+/** Computes out = weight · (x / rms(x)) with simd128. Matches rmsnormRef up to the rounding of Σx². out may equal x. */
 export function rmsnorm(out: usize, x: usize, weight: usize, n: i32, eps: f32): void {
   const n4 = n & ~3;
 
@@ -91,7 +91,7 @@ export function dotF32Ref(a: usize, b: usize, n: i32): f32 {
   return sum;
 }
 
-/** Returns Σ a[i] · b[i] with simd128 (four lane sums, then the tail); matches dotF32Ref up to rounding. */
+/** Returns Σ a[i] · b[i] with simd128 (four lane sums, then the tail). Matches dotF32Ref up to rounding. */
 export function dotF32(a: usize, b: usize, n: i32): f32 {
   const n4 = n & ~3;
 
@@ -117,7 +117,7 @@ export function axpyF32Ref(y: usize, a: f32, x: usize, n: i32): void {
   }
 }
 
-/** Adds a · x to y element-wise with simd128; bit-identical to axpyF32Ref. */
+/** Adds a · x to y element-wise with simd128, bit-identical to axpyF32Ref. */
 export function axpyF32(y: usize, a: f32, x: usize, n: i32): void {
   const n4 = n & ~3;
   const av = f32x4.splat(a);
@@ -141,7 +141,7 @@ export function addF32Ref(y: usize, x: usize, n: i32): void {
   }
 }
 
-/** Adds x to y element-wise with simd128; bit-identical to addF32Ref. */
+/** Adds x to y element-wise with simd128, bit-identical to addF32Ref. */
 export function addF32(y: usize, x: usize, n: i32): void {
   const n4 = n & ~3;
 

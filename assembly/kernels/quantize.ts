@@ -56,7 +56,7 @@ function quantizeLanes(v: v128, id: v128): v128 {
 }
 
 /**
- * Quantizes n f32 values to Q8_0 with simd128; bit-identical to quantizeQ8Ref.
+ * Quantizes n f32 values to Q8_0 with simd128, bit-identical to quantizeQ8Ref.
  * Requires n a multiple of 32 and xq, x 16-byte aligned.
  */
 export function quantizeQ8(xq: usize, xs: usize, x: usize, n: i32): void {
@@ -108,7 +108,7 @@ export function dequantizeRowQ8Ref(out: usize, wq: usize, ws: usize, cols: i32):
 }
 
 /**
- * Expands one Q8_0 row to f32 with simd128 (for embedding lookups); bit-identical to dequantizeRowQ8Ref.
+ * Expands one Q8_0 row to f32 with simd128 (for embedding lookups), bit-identical to dequantizeRowQ8Ref.
  * Writes all cols values, padding included, so out needs room for cols f32.
  */
 export function dequantizeRowQ8(out: usize, wq: usize, ws: usize, cols: i32): void {

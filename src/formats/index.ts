@@ -13,7 +13,7 @@ const WHERE_LOAD = "loadModel";
 
 type ConfigField = "dim" | "hidden_dim" | "n_layers" | "n_heads" | "n_kv_heads" | "vocab_size" | "seq_len";
 
-/** Names of the config fields as each format spells them, for messages that say where a value came from. */
+/** Names of the config fields as each format spells them, so messages can name the source of a value. */
 function configLabels(file: ModelFile): Record<ConfigField, string> {
   if (file.format === "llama2c") {
     return {

@@ -19,7 +19,7 @@
  *   |   wcls (vocab_size, dim)           only when vocab_size < 0            |
  *   +------------------------------------------------------------------------+
  *
- * A negative vocab_size marks a separate classifier; otherwise the output shares token_embedding.
+ * A negative vocab_size marks a separate classifier. Otherwise the output shares token_embedding.
  * RoPE rotates adjacent pairs here, as in GGUF "llama" files, so Q and K need no permutation.
  */
 
@@ -33,7 +33,7 @@ const FLOAT_BYTES = 4;
 /** llama2.c's export.py version 1 and 2 start with this uint32 ("ak42"). */
 const LLAMA2C_V1_MAGIC = 0x616b3432;
 
-/** Upper bounds that no real checkpoint exceeds; a value above them means the file is something else. */
+/** Upper bounds that no real checkpoint exceeds, so a value above them means the file is something else. */
 const HEADER_LIMITS = {
   dim: 65536,
   hidden_dim: 1 << 20,
@@ -78,7 +78,7 @@ function readHeader(bytes: Uint8Array): Header {
   };
 }
 
-/** Checks that the 28-byte header is a plausible llama2.c v0 header; returns the first problem, if any. */
+/** Checks that the 28-byte header is a plausible llama2.c v0 header and returns the first problem, if any. */
 export function checkLlama2cHeader(bytes: Uint8Array): HeaderProblem | undefined {
   if (bytes.length < HEADER_BYTES) {
     return { field: "header", actual: `${bytes.length} bytes`, expected: `${HEADER_BYTES} bytes (7 int32)` };
@@ -207,7 +207,7 @@ export function readLlama2cCheckpoint(bytes: Uint8Array, source: string): ModelF
   }
 
   const tensors = new Map<string, TensorData>();
-  // Slices layer `layer` of a stored array; `dims` are GGUF dims (in, out), the reverse of the stored (out, in).
+  // Slices one layer of a stored array. `dims` are GGUF dims (in, out), the reverse of the stored (out, in).
   const add = (name: string, arrayName: string, dims: number[], layer = 0): void => {
     const length = dims.reduce((product, size) => product * size, FLOAT_BYTES);
     const at = starts.get(arrayName)! + layer * length;
@@ -233,7 +233,7 @@ export function readLlama2cCheckpoint(bytes: Uint8Array, source: string): ModelF
     add(`${prefix}ffn_norm.weight`, "rms_ffn", [dim], layer);
   }
 
-  // run.c fixes these; the file does not store them.
+  // The file does not store norm_eps, rope_theta or the activation, because run.c fixes them.
   const config: LlamaConfig = {
     architecture: "llama",
     dim,
