@@ -16,6 +16,7 @@ const WARMUP_RUNS = 3;
 const SHAPES = [
   [4096, 4096],
   [1024, 1024],
+  [2048, 32768],
 ];
 const RELAXED_FLAGS = ["--experimental-wasm-relaxed-simd", "--no-liftoff"];
 

@@ -7,6 +7,7 @@ import { FormatError, OptionError, WasmError, optionMismatch } from "./errors.js
 import { readModelFile } from "./formats/index.js";
 import { resolveModel, type ResolveOptions } from "./catalog.js";
 import { readFileBytes } from "./io.js";
+import { interleaveQ8Rows, paddedRows } from "./layout.js";
 import { decodeQ8_0Blocks, quantizeQ8_0, tensorToF32 } from "./quant.js";
 import { SpmTokenizer } from "./tokenizer/spm.js";
 import { GGMLType, type LlamaConfig, type ModelFile, type TensorData } from "./types.js";
@@ -80,7 +81,8 @@ function formatBytes(bytes: number): string {
 /** Bytes one matrix of (rows, cols) takes in the runtime layout. */
 function matrixBytes(rows: number, cols: number, precision: Precision): number {
   if (precision === "f32") return align64(rows * cols * 4);
-  return align64(rows * pad32(cols)) + align64((rows * pad32(cols)) / 32 * 4);
+  const groupRows = paddedRows(rows);
+  return align64(groupRows * pad32(cols)) + align64((groupRows * pad32(cols)) / 32 * 4);
 }
 
 /** Bytes of all weights of `config` in the runtime layout. */
@@ -278,10 +280,11 @@ function placeWeights(file: ModelFile, wasm: DormantExports, precision: Precisio
     // The relaxed-SIMD kernel negates weights, so -128 must not occur. ggml's quantizer never
     // writes it (|x / d| <= 127), but other writers may; clamping moves such a weight by one step.
     if (fromFile) clampMinimumQuant(blocks.quants);
-    const quantPointer = allocOrThrow(blocks.quants.byteLength, name);
-    new Int8Array(wasm.memory.buffer, quantPointer, blocks.quants.length).set(blocks.quants);
-    const scalePointer = allocOrThrow(blocks.scales.byteLength, `${name} scales`);
-    new Float32Array(wasm.memory.buffer, scalePointer, blocks.scales.length).set(blocks.scales);
+    const runtime = interleaveQ8Rows(blocks.quants, blocks.scales, rows, pad32(cols));
+    const quantPointer = allocOrThrow(runtime.quants.byteLength, name);
+    new Int8Array(wasm.memory.buffer, quantPointer, runtime.quants.length).set(runtime.quants);
+    const scalePointer = allocOrThrow(runtime.scales.byteLength, `${name} scales`);
+    new Float32Array(wasm.memory.buffer, scalePointer, runtime.scales.length).set(runtime.scales);
     wasm.setWeight(slot, layer, quantPointer, scalePointer);
     onProgress?.({ phase: "place", loaded: ++placed, total });
     return [quantPointer, scalePointer];

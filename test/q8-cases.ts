@@ -2,6 +2,7 @@
 // (kernels-relaxed.test.ts). Every int8 result must be bit-identical to the scalar reference, and
 // the reference must be bit-identical to a JavaScript model of the Q8_0 rule with f32 rounding.
 
+import { interleaveQ8Rows } from "../src/layout.js";
 import { beforeAll, beforeEach, describe, expect, test } from "vitest";
 import {
   type KernelModule,
@@ -116,8 +117,10 @@ interface MatvecQ8Input {
 
 function runMatvecQ8(m: KernelModule, input: MatvecQ8Input, kernel: "matvecQ8" | "matvecQ8Ref"): Float32Array {
   const { rows, cols } = input;
-  const wqPointer = m.putI8(rows * cols, input.wq);
-  const wsPointer = m.putF32(rows * (cols / 32), input.ws);
+  // the kernels read the runtime layout: groups of 4 rows, block-interleaved
+  const runtime = interleaveQ8Rows(input.wq, input.ws, rows, cols);
+  const wqPointer = m.putI8(runtime.quants.length, runtime.quants);
+  const wsPointer = m.putF32(runtime.scales.length, runtime.scales);
   const xqPointer = m.putI8(cols, input.xq);
   const xsPointer = m.putF32(cols / 32, input.xs);
   const outPointer = m.putF32(rows);
@@ -224,11 +227,18 @@ export function describeQ8Kernels(variant: KernelVariant): void {
       const expected = new Float32Array(cols);
       for (let c = 0; c < cols; c++) expected[c] = fround(ws[Math.floor(c / 32)] * wq[c]);
 
+      // place the row as row 2 of a 3-row matrix, so the lookup crosses the interleaved layout
+      const rows = 3;
+      const matrixQuants = new Int8Array(rows * cols);
+      const matrixScales = new Float32Array(rows * (cols / 32));
+      matrixQuants.set(wq, 2 * cols);
+      matrixScales.set(ws, 2 * (cols / 32));
+      const runtime = interleaveQ8Rows(matrixQuants, matrixScales, rows, cols);
       for (const kernel of ["dequantizeRowQ8Ref", "dequantizeRowQ8"] as const) {
-        const wqPointer = m.putI8(cols, wq);
-        const wsPointer = m.putF32(cols / 32, ws);
+        const wqPointer = m.putI8(runtime.quants.length, runtime.quants);
+        const wsPointer = m.putF32(runtime.scales.length, runtime.scales);
         const outPointer = m.putF32(cols);
-        m.exports[kernel](outPointer, wqPointer, wsPointer, cols);
+        m.exports[kernel](outPointer, wqPointer, wsPointer, 2, cols);
         expect(findBitMismatch(m.f32(outPointer, cols), expected), kernel).toBeUndefined();
       }
     });

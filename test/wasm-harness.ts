@@ -20,8 +20,8 @@ export interface KernelExports {
   matvecF32Ref(out: number, w: number, x: number, rows: number, cols: number): void;
   quantizeQ8(xq: number, xs: number, x: number, n: number): void;
   quantizeQ8Ref(xq: number, xs: number, x: number, n: number): void;
-  dequantizeRowQ8(out: number, wq: number, ws: number, cols: number): void;
-  dequantizeRowQ8Ref(out: number, wq: number, ws: number, cols: number): void;
+  dequantizeRowQ8(out: number, wq: number, ws: number, row: number, cols: number): void;
+  dequantizeRowQ8Ref(out: number, wq: number, ws: number, row: number, cols: number): void;
   matvecQ8(out: number, wq: number, ws: number, xq: number, xs: number, rows: number, cols: number): void;
   matvecQ8Ref(out: number, wq: number, ws: number, xq: number, xs: number, rows: number, cols: number): void;
   dotQ8SelfTest(): number;

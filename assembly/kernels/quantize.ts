@@ -8,6 +8,16 @@
 /** Values per Q8_0 block; every int8 row length is a multiple of it. */
 export const QK8: i32 = 32;
 
+/**
+ * Returns the index of block b of row r in the runtime int8 matrix layout, where each group of
+ * 4 rows stores its blocks interleaved (see matvec_q8.ts). Multiply by 32 for the quants' byte
+ * offset and by 4 for the scale's.
+ */
+@inline
+export function q8BlockIndex(r: i32, b: i32, nb: i32): usize {
+  return (<usize>(r >> 2) * <usize>nb + <usize>b) * 4 + <usize>(r & 3);
+}
+
 /** Largest quant magnitude. -128 is never produced, so negating a quant cannot overflow. */
 const Q8_MAX: i32 = 127;
 
@@ -99,24 +109,28 @@ export function quantizeQ8(xq: usize, xs: usize, x: usize, n: i32): void {
   }
 }
 
-/** Expands one Q8_0 row of cols quants (cols a multiple of 32) to f32: out[c] = ws[c / 32] · wq[c]. Scalar reference. */
-export function dequantizeRowQ8Ref(out: usize, wq: usize, ws: usize, cols: i32): void {
+/** Expands row `row` of an interleaved int8 matrix (cols a multiple of 32) to f32: out[c] = scale · quant. Scalar reference. */
+export function dequantizeRowQ8Ref(out: usize, wq: usize, ws: usize, row: i32, cols: i32): void {
+  const nb = cols / QK8;
   for (let c = 0; c < cols; c++) {
-    const scale = load<f32>(ws + (<usize>(c / QK8) << 2));
-    store<f32>(out + (<usize>c << 2), scale * <f32>load<i8>(wq + <usize>c));
+    const index = q8BlockIndex(row, c / QK8, nb);
+    const scale = load<f32>(ws + (index << 2));
+    store<f32>(out + (<usize>c << 2), scale * <f32>load<i8>(wq + index * QK8 + <usize>(c % QK8)));
   }
 }
 
 /**
- * Expands one Q8_0 row to f32 with simd128 (for embedding lookups), bit-identical to dequantizeRowQ8Ref.
+ * Expands row `row` of an interleaved int8 matrix to f32 with simd128 (for embedding lookups),
+ * bit-identical to dequantizeRowQ8Ref.
  * Writes all cols values, padding included, so out needs room for cols f32.
  */
-export function dequantizeRowQ8(out: usize, wq: usize, ws: usize, cols: i32): void {
+export function dequantizeRowQ8(out: usize, wq: usize, ws: usize, row: i32, cols: i32): void {
   const nb = cols / QK8;
 
   for (let b = 0; b < nb; b++) {
-    const scale = v128.load32_splat(ws + (<usize>b << 2));
-    const qBlock = wq + <usize>b * QK8;
+    const index = q8BlockIndex(row, b, nb);
+    const scale = v128.load32_splat(ws + (index << 2));
+    const qBlock = wq + index * QK8;
     const outBlock = out + ((<usize>b * QK8) << 2);
     const qa = v128.load(qBlock);
     const qb = v128.load(qBlock, 16);

@@ -42,8 +42,8 @@ function prepare(input: usize, n: i32): void {
 function embed(token: i32): void {
   const data = weightData(SLOT_TOKEN_EMBD, 0);
   if (int8) {
-    const row = <usize>token * <usize>dim_pad;
-    dequantizeRowQ8(x, data + row, weightScales(SLOT_TOKEN_EMBD, 0) + ((row >> 5) << 2), dim);
+    // writes dim_pad values; the padding quants are zero, so x stays zero past dim
+    dequantizeRowQ8(x, data, weightScales(SLOT_TOKEN_EMBD, 0), token, dim_pad);
   } else {
     memory.copy(x, data + ((<usize>token * <usize>dim) << 2), <usize>dim << 2);
   }

@@ -5,7 +5,7 @@
 import { arenaAlloc } from "../memory";
 import { dim, dim_pad, hidden_pad, kv_dim, n_heads, n_layers, seq_len, vocab_size } from "./config";
 
-export let x: usize = 0;           // (dim) f32, the residual stream
+export let x: usize = 0;           // (dim_pad) f32, the residual stream
 export let xb: usize = 0;          // (dim_pad) f32, normed input of a block / attention output
 export let xb2: usize = 0;         // (dim) f32, output of a projection before the residual add
 export let hb: usize = 0;          // (hidden_pad) f32, gate activations, then act(gate) * up
@@ -22,7 +22,7 @@ export let xs: usize = 0;          // (max(dim_pad, hidden_pad) / 32) f32, their
 export function stateBytes(): u64 {
   const widest = <u64>max(dim_pad, hidden_pad);
   const floats: u64 =
-    <u64>dim + <u64>dim_pad + <u64>dim + 2 * <u64>hidden_pad + <u64>dim +
+    2 * <u64>dim_pad + <u64>dim + 2 * <u64>hidden_pad + <u64>dim +
     <u64>n_heads * <u64>seq_len + <u64>vocab_size +
     2 * <u64>n_layers * <u64>seq_len * <u64>kv_dim + widest / 32;
   // 12 buffers, each rounded up to the arena's 64-byte alignment.
@@ -36,7 +36,7 @@ function allocF32(count: i32): usize {
 /** Allocates every run-state buffer. Returns 0 when the arena budget is exceeded. */
 export function allocStates(): i32 {
   const widest = max(dim_pad, hidden_pad);
-  x = allocF32(dim);
+  x = allocF32(dim_pad);
   xb = allocF32(dim_pad);
   xb2 = allocF32(dim);
   hb = allocF32(hidden_pad);
