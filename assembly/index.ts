@@ -5,10 +5,14 @@
 
 import { arenaAlloc, arenaReset, arenaUsed } from "./memory";
 import { dotQ8SelfTest } from "./kernels/matvec_q8";
-import { setConfig } from "./model/config";
+import { setActivation as setActivationKind, setConfig } from "./model/config";
+import {
+  allocSparse, bundleStride as sparseBundleStride, setBundles as setLayerBundles, setMode as setSparseMode,
+  setSparsity as setLayerSparsity, setThreshold as setLayerThreshold, sparseBytes, statsPointer,
+} from "./model/sparse";
 import { allocStates, stateBytes } from "./model/state";
 import { allocWeightTable, setWeight as setWeightSlot } from "./model/weights";
-import { forward as forwardStep } from "./model/forward";
+import { forward as forwardStep, setTrace as setTracePointer } from "./model/forward";
 
 /** Resets the arena with a budget in bytes (f64 so JavaScript passes a plain number). Returns 1 on success. */
 export function reserve(budget: f64): i32 {
@@ -61,4 +65,54 @@ export function selfTest(): i32 {
 /** Returns 1 in the module built with relaxed SIMD, 0 in the exact simd128 module. */
 export function relaxedSimd(): i32 {
   return ASC_FEATURE_RELAXED_SIMD ? 1 : 0;
+}
+
+/** Sets the FFN activation (0 SiLU, 1 ReLU, 2 GELU) and whether the FFN is gated. */
+export function setActivation(kind: i32, gated: i32): void {
+  setActivationKind(kind, gated);
+}
+
+/** Allocates the sparse-FFN tables and scratch (after modelInit). Returns 1 on success. */
+export function sparseInit(maxRank: i32): i32 {
+  return allocSparse(maxRank);
+}
+
+/** Bytes sparseInit() allocates for the configured model. */
+export function sparseInitBytes(maxRank: i32): f64 {
+  return <f64>sparseBytes(maxRank);
+}
+
+/** Bytes of one neuron bundle of the configured model. */
+export function bundleStride(): i32 {
+  return sparseBundleStride();
+}
+
+/** Registers the neuron bundles and down-column scales of a layer. */
+export function setBundles(layer: i32, bundles: usize, downScales: usize): void {
+  setLayerBundles(layer, bundles, downScales);
+}
+
+/** Registers a layer's predictor (P_down int8 + scales, P_up f32), rank, threshold and cutoff. */
+export function setSparsity(layer: i32, predDown: usize, predDownScales: usize, predUp: usize, rank: i32, threshold: f32, cutoff: f32): void {
+  setLayerSparsity(layer, predDown, predDownScales, predUp, rank, threshold, cutoff);
+}
+
+/** Selects the FFN mode of layers with bundles: 0 dense, 1 oracle, 2 predicted. */
+export function setMode(mode: i32): void {
+  setSparseMode(mode);
+}
+
+/** Pointer to the per-layer counters (n_layers, 3) f64: tokens, candidates, kept; 0 before sparseInit. */
+export function sparseStats(): usize {
+  return statsPointer();
+}
+
+/** Sets the calibration trace buffer, (n_layers, dim + hidden_dim) f32; 0 turns tracing off. */
+export function setTrace(pointer: usize): void {
+  setTracePointer(pointer);
+}
+
+/** Overrides a layer's threshold τ_l, and its candidate cutoff unless cutoff is negative. */
+export function setThreshold(layer: i32, threshold: f32, cutoff: f32): void {
+  setLayerThreshold(layer, threshold, cutoff);
 }

@@ -105,6 +105,7 @@ async function* run(
   const positionLimit = positions.limit;
   let stopReason = positions.reason;
 
+  model.resetStats();
   const started = performance.now();
   let decodeStarted = started;
   let lastYield = started;

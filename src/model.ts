@@ -35,6 +35,53 @@ export interface LoadOptions extends ResolveOptions {
   /** Kernel module: "auto" (default) prefers relaxed SIMD where it validates and self-tests. */
   kernels?: KernelChoice;
   onProgress?: (progress: LoadProgress) => void;
+  /**
+   * Sparsity data to run with (thresholds, predictor). Default: the file's `dormant.sparsity`
+   * section when present. `null` ignores the file's data and runs the dense matrices.
+   */
+  sparsity?: RuntimeSparsity | null;
+  /**
+   * Stores the FFN as neuron-major bundles even without sparsity data, so thresholds can be set
+   * later with setThresholds(). Default: true exactly when sparsity data is present.
+   */
+  bundles?: boolean;
+}
+
+/** What the runtime needs of a calibrated sparsity section (see src/sparsity/format.ts). */
+export interface RuntimeSparsity {
+  rank: number;
+  /** τ_l per layer: a neuron with |act(g)| below it is dormant. */
+  thresholds: Float32Array;
+  /** Candidate cutoff per layer on |act(ĝ)| of the predictor. */
+  cutoffs: Float32Array;
+  /** Per layer P_down, rank × dim row-major. */
+  predictorDown: Float32Array[];
+  /** Per layer P_up, hidden_dim × rank row-major. */
+  predictorUp: Float32Array[];
+}
+
+/** How layers with neuron bundles run their FFN. */
+export type SparsityMode = "dense" | "oracle" | "predicted";
+
+/** Per-layer counters of the sparse FFN since the last resetStats(). */
+export interface LayerStats {
+  /** Tokens counted. */
+  tokens: number;
+  /** Mean fraction of neurons whose gate row was computed. */
+  candidateFraction: number;
+  /** Mean fraction of neurons kept (up row and down column read). */
+  keptFraction: number;
+  /** Mean bytes of FFN weights read per token, scales included. */
+  ffnBytesPerToken: number;
+}
+
+/** Values of one traced position; views into wasm memory, valid until the next call. */
+export interface TraceStep {
+  logits: Float32Array;
+  /** FFN input of layer l after its RMSNorm (dim values). */
+  ffnInput(layer: number): Float32Array;
+  /** Gate pre-activations of layer l (hidden_dim values; non-gated FFNs: the up projection). */
+  gate(layer: number): Float32Array;
 }
 
 /** Counters of the last generate() or logits() call, and the static facts of the model. */
@@ -49,6 +96,14 @@ export interface ModelStats {
   decodeMs: number;
   /** Decode forward passes per second (the first generated token counts as prefill). */
   tokensPerSecond: number;
+  /** FFN mode of the last run. */
+  mode: SparsityMode;
+  /** Counters of the last run, one entry per layer. */
+  layers: LayerStats[];
+  /** Mean over layers of keptFraction. */
+  keptFraction: number;
+  /** Sum over layers of ffnBytesPerToken. */
+  ffnBytesPerToken: number;
 }
 
 /** The wasm32 address space: 65536 pages of 64 KiB. */
@@ -70,6 +125,9 @@ const layerMatrices: Array<[Slot, string]> = [
 ];
 
 const pad32 = (n: number): number => Math.ceil(n / 32) * 32;
+
+const MODE_NUMBERS: Record<SparsityMode, number> = { dense: 0, oracle: 1, predicted: 2 };
+const ACTIVATION_NUMBERS: Record<LlamaConfig["activation"], number> = { silu: 0, relu: 1, gelu: 2 };
 const align64 = (n: number): number => Math.ceil(n / 64) * 64;
 
 function formatBytes(bytes: number): string {
@@ -85,16 +143,35 @@ function matrixBytes(rows: number, cols: number, precision: Precision): number {
   return align64(groupRows * pad32(cols)) + align64((groupRows * pad32(cols)) / 32 * 4);
 }
 
+/** Bytes of one neuron bundle; assembly/model/sparse.ts defines the layout. */
+function bundleStride(dim: number): number {
+  return align64(3 * pad32(dim) + 2 * (pad32(dim) / 32) * 4);
+}
+
+/** Bytes of one layer's FFN as bundles plus down-column scales. */
+function bundleBytes(config: LlamaConfig): number {
+  return align64(pad32(config.hidden_dim) * bundleStride(config.dim)) +
+    align64((pad32(config.hidden_dim) / 32) * pad32(config.dim) * 4);
+}
+
+/** Bytes of one layer's predictor of rank r: P_down int8 (runtime layout) and P_up f32. */
+function predictorBytes(config: LlamaConfig, rank: number): number {
+  return matrixBytes(rank, config.dim, "int8") + align64(config.hidden_dim * rank * 4);
+}
+
 /** Bytes of all weights of `config` in the runtime layout. */
-export function weightBytes(config: LlamaConfig, precision: Precision, tied: boolean): number {
+export function weightBytes(config: LlamaConfig, precision: Precision, tied: boolean, bundles = false, rank = 0): number {
   const { dim, hidden_dim, n_layers, n_heads, vocab_size } = config;
   const kvDim = (dim / n_heads) * config.n_kv_heads;
+  const ffnMatrices = config.gated === false ? 2 : 3;
+  const ffn = bundles
+    ? bundleBytes(config) + (rank > 0 ? predictorBytes(config, rank) : 0)
+    : matrixBytes(hidden_dim, dim, precision) * (ffnMatrices - 1) + matrixBytes(dim, hidden_dim, precision);
   const perLayer =
     2 * align64(dim * 4) +
     matrixBytes(dim, dim, precision) * 2 +
     matrixBytes(kvDim, dim, precision) * 2 +
-    matrixBytes(hidden_dim, dim, precision) * 2 +
-    matrixBytes(dim, hidden_dim, precision);
+    ffn;
   const embedding = matrixBytes(vocab_size, dim, precision);
   return n_layers * perLayer + embedding * (tied ? 1 : 2) + align64(dim * 4);
 }
@@ -117,12 +194,22 @@ export class Model {
   readonly tokenizer: SpmTokenizer;
   /** Path, URL or name the model came from. */
   readonly source: string;
+  /** Whether the FFN is stored as neuron bundles, so oracle and predicted modes can run. */
+  readonly sparse: boolean;
+  /** Whether a predictor is loaded, so predicted mode can run. */
+  readonly hasPredictor: boolean;
   #wasm: DormantExports | null;
   #logitsView: Float32Array | null = null;
   #stats: ModelStats;
+  #mode: SparsityMode;
+  #trace = 0;
+  #rank: number;
 
   /** @internal Use loadModel(). */
-  constructor(file: ModelFile, wasm: DormantExports, variant: KernelVariant, precision: Precision, seqLen: number) {
+  constructor(
+    file: ModelFile, wasm: DormantExports, variant: KernelVariant, precision: Precision, seqLen: number,
+    sparse = false, rank = 0,
+  ) {
     if (!file.vocab) {
       throw new FormatError(
         `loadModel: ${file.source}: tokenizer is missing, expected a GGUF with tokenizer.ggml.* metadata or a llama2.c tokenizer.bin (option tokenizer / --tokenizer)`,
@@ -130,6 +217,11 @@ export class Model {
       );
     }
     this.config = { ...file.config, seq_len: seqLen };
+    this.sparse = sparse;
+    this.hasPredictor = rank > 0;
+    this.#rank = rank;
+    this.#mode = rank > 0 ? "predicted" : "dense";
+    wasm.setMode(MODE_NUMBERS[this.#mode]);
     this.precision = precision;
     this.kernels = variant;
     this.source = file.source;
@@ -137,7 +229,130 @@ export class Model {
     this.#wasm = wasm;
     this.#stats = {
       precision, kernels: variant, memoryBytes: wasm.heapUsed(), promptTokens: 0, generatedTokens: 0,
-      prefillMs: 0, decodeMs: 0, tokensPerSecond: 0,
+      prefillMs: 0, decodeMs: 0, tokensPerSecond: 0, mode: this.#mode, layers: [], keptFraction: 1, ffnBytesPerToken: 0,
+    };
+  }
+
+  /** FFN mode of layers with neuron bundles. */
+  get mode(): SparsityMode {
+    return this.#mode;
+  }
+
+  /**
+   * Selects how the FFN runs: "dense" computes every neuron, "oracle" computes every gate row and
+   * keeps neurons with |act(g)| ≥ τ_l, "predicted" computes gate rows only for the predictor's
+   * candidates. Oracle and predicted need a model loaded with sparsity data (or bundles: true).
+   */
+  setMode(mode: SparsityMode): void {
+    if (!(mode in MODE_NUMBERS)) {
+      optionMismatch("setMode", {
+        source: "option mode", field: "mode", actual: JSON.stringify(mode), expected: "\"dense\", \"oracle\" or \"predicted\"",
+      });
+    }
+    if (mode !== "dense" && !this.sparse) {
+      optionMismatch("setMode", {
+        source: "option mode", field: "mode", actual: JSON.stringify(mode),
+        expected: "\"dense\" for a model without sparsity data (run dormant calibrate first)",
+      });
+    }
+    if (mode === "predicted" && !this.hasPredictor) {
+      optionMismatch("setMode", {
+        source: "option mode", field: "mode", actual: "\"predicted\"",
+        expected: "\"dense\" or \"oracle\" for a model without a predictor",
+      });
+    }
+    this.#mode = mode;
+    this.#exports.setMode(MODE_NUMBERS[mode]);
+  }
+
+  /**
+   * Overrides the per-layer thresholds τ_l (and candidate cutoffs, when given) of a model with
+   * bundles, for experiments such as keeping a fixed fraction of neurons.
+   */
+  setThresholds(thresholds: ArrayLike<number>, cutoffs?: ArrayLike<number>): void {
+    const { n_layers } = this.config;
+    if (!this.sparse) {
+      optionMismatch("setThresholds", {
+        source: "model", field: "bundles", actual: "false", expected: "a model loaded with sparsity data or bundles: true",
+      });
+    }
+    if (thresholds.length !== n_layers || (cutoffs && cutoffs.length !== n_layers)) {
+      optionMismatch("setThresholds", {
+        source: "option thresholds", field: "thresholds", actual: `${thresholds.length} values`, expected: `${n_layers} (one per layer)`,
+      });
+    }
+    for (let l = 0; l < n_layers; l++) {
+      this.#exports.setThreshold(l, thresholds[l], cutoffs ? cutoffs[l] : -1);
+    }
+  }
+
+  /** Clears the per-layer neuron counters that stats() reports. */
+  resetStats(): void {
+    const wasm = this.#exports;
+    new Float64Array(wasm.memory.buffer, wasm.sparseStats() >>> 0, this.config.n_layers * 3).fill(0);
+  }
+
+  /** Per-layer neuron counters since the last resetStats(). */
+  layerStats(): LayerStats[] {
+    const wasm = this.#exports;
+    const { n_layers, hidden_dim, dim } = this.config;
+    const counters = new Float64Array(wasm.memory.buffer, wasm.sparseStats() >>> 0, n_layers * 3);
+    const rowBytes = pad32(dim) + (pad32(dim) / 32) * 4;
+    const ffnMatrices = this.config.gated === false ? 2 : 3;
+    const result: LayerStats[] = [];
+    for (let l = 0; l < n_layers; l++) {
+      const tokens = counters[l * 3];
+      const candidates = tokens > 0 ? counters[l * 3 + 1] / tokens : 0;
+      const kept = tokens > 0 ? counters[l * 3 + 2] / tokens : 0;
+      let bytes: number;
+      if (this.sparse && this.#mode !== "dense") {
+        // gate row per candidate; up row and down column per kept neuron; the predictor when used
+        const predictor = this.#mode === "predicted" ? this.#rank * rowBytes + hidden_dim * this.#rank * 4 : 0;
+        bytes = candidates * rowBytes + kept * (ffnMatrices - 1) * rowBytes + predictor;
+      } else {
+        bytes = hidden_dim * ffnMatrices * rowBytes;
+      }
+      result.push({
+        tokens,
+        candidateFraction: candidates / hidden_dim,
+        keptFraction: kept / hidden_dim,
+        ffnBytesPerToken: bytes,
+      });
+    }
+    return result;
+  }
+
+  /**
+   * Runs one position of the dense FFN path and returns views of the logits, each layer's FFN
+   * input and gate pre-activations, for calibration. Views are valid until the next call.
+   */
+  traceStep(token: number, pos: number): TraceStep {
+    const wasm = this.#exports;
+    const { n_layers, dim, hidden_dim } = this.config;
+    if (this.#trace === 0) {
+      this.#trace = wasm.alloc(n_layers * (dim + hidden_dim) * 4) >>> 0;
+      if (this.#trace === 0) {
+        throw new WasmError(`traceStep: ${this.source}: trace buffer of ${n_layers * (dim + hidden_dim) * 4} bytes does not fit the arena, expected room reserved at load`, {
+          source: this.source, field: "trace", actual: "over budget", expected: "room for the trace buffer",
+        });
+      }
+    }
+    const previous = this.#mode;
+    if (previous !== "dense") this.setMode("dense");
+    wasm.setTrace(this.#trace);
+    let logits: Float32Array;
+    try {
+      logits = this.step(token, pos);
+    } finally {
+      wasm.setTrace(0);
+      if (previous !== "dense") this.setMode(previous);
+    }
+    const base = this.#trace;
+    const memory = wasm.memory.buffer;
+    return {
+      logits,
+      ffnInput: (layer) => new Float32Array(memory, base + layer * (dim + hidden_dim) * 4, dim),
+      gate: (layer) => new Float32Array(memory, base + (layer * (dim + hidden_dim) + dim) * 4, hidden_dim),
     };
   }
 
@@ -208,12 +423,17 @@ export class Model {
 
   /** @internal Records the counters of a finished run. */
   recordRun(run: Pick<ModelStats, "promptTokens" | "generatedTokens" | "prefillMs" | "decodeMs" | "tokensPerSecond">): void {
-    this.#stats = { ...this.#stats, ...run, memoryBytes: this.#exports.heapUsed() };
+    const layers = this.layerStats();
+    this.#stats = {
+      ...this.#stats, ...run, memoryBytes: this.#exports.heapUsed(), mode: this.#mode, layers,
+      keptFraction: layers.reduce((sum, layer) => sum + layer.keptFraction, 0) / Math.max(1, layers.length),
+      ffnBytesPerToken: layers.reduce((sum, layer) => sum + layer.ffnBytesPerToken, 0),
+    };
   }
 
   /** Counters of the last run and facts of the loaded model. */
   stats(): ModelStats {
-    return { ...this.#stats };
+    return { ...this.#stats, layers: this.#stats.layers.map((layer) => ({ ...layer })) };
   }
 
   /** Releases the wasm instance and its memory; the model is unusable afterwards. */
@@ -229,8 +449,12 @@ function clampMinimumQuant(quants: Int8Array): void {
 }
 
 /** Places every tensor of `file` into the wasm arena and registers it. */
-function placeWeights(file: ModelFile, wasm: DormantExports, precision: Precision, onProgress?: (p: LoadProgress) => void): void {
+function placeWeights(
+  file: ModelFile, wasm: DormantExports, precision: Precision, bundles: boolean,
+  sparsity: RuntimeSparsity | null, onProgress?: (p: LoadProgress) => void,
+): void {
   const { config, tensors, source } = file;
+  const gated = config.gated !== false;
   const total = tensors.size;
   let placed = 0;
 
@@ -298,10 +522,84 @@ function placeWeights(file: ModelFile, wasm: DormantExports, precision: Precisio
     wasm.setWeight(Slot.OUTPUT, 0, embeddingData, embeddingScales);
   }
   placeVector(Slot.OUTPUT_NORM, 0, "output_norm.weight");
+  /** Quantizes a tensor to row-major Q8_0 (rows, pad32(cols)) with the load-time rule. */
+  const rowMajorQ8 = (name: string): { quants: Int8Array; scales: Float32Array; rows: number; cols: number } => {
+    const tensor = need(name);
+    const cols = tensor.dims[0];
+    const rows = tensor.dims[1] ?? 1;
+    const fromFile = tensor.type === GGMLType.Q8_0 && cols % 32 === 0;
+    const blocks = fromFile ? decodeQ8_0Blocks(tensor.data, cols, rows) : quantizeQ8_0(tensorToF32(tensor), cols, rows);
+    if (fromFile) clampMinimumQuant(blocks.quants);
+    return { quants: blocks.quants, scales: blocks.scales, rows, cols: pad32(cols) };
+  };
+
+  /** Places the FFN of layer l as neuron-major bundles (layout in assembly/model/sparse.ts). */
+  const placeBundles = (l: number): void => {
+    const dimPad = pad32(config.dim);
+    const hiddenPad = pad32(config.hidden_dim);
+    const stride = wasm.bundleStride();
+    const blocksPerRow = dimPad / 32;
+    const gate = rowMajorQ8(`blk.${l}.${gated ? "ffn_gate" : "ffn_up"}.weight`);
+    const up = gated ? rowMajorQ8(`blk.${l}.ffn_up.weight`) : null;
+    const down = rowMajorQ8(`blk.${l}.ffn_down.weight`);
+    const bundlePointer = allocOrThrow(hiddenPad * stride, `blk.${l} bundles`);
+    const bytes = new Uint8Array(wasm.memory.buffer, bundlePointer, hiddenPad * stride);
+    const view = new DataView(wasm.memory.buffer, bundlePointer, hiddenPad * stride);
+    const quantBytes = (values: Int8Array) => new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+    const gateBytes = quantBytes(gate.quants);
+    const upBytes = up ? quantBytes(up.quants) : null;
+    for (let j = 0; j < config.hidden_dim; j++) {
+      const at = j * stride;
+      bytes.set(gateBytes.subarray(j * dimPad, (j + 1) * dimPad), at);
+      if (upBytes) bytes.set(upBytes.subarray(j * dimPad, (j + 1) * dimPad), at + dimPad);
+      for (let i = 0; i < config.dim; i++) bytes[at + 2 * dimPad + i] = down.quants[i * down.cols + j] & 0xff;
+      for (let b = 0; b < blocksPerRow; b++) {
+        view.setFloat32(at + 3 * dimPad + b * 4, gate.scales[j * blocksPerRow + b], true);
+        if (up) view.setFloat32(at + 3 * dimPad + (blocksPerRow + b) * 4, up.scales[j * blocksPerRow + b], true);
+      }
+    }
+    // down scales: (hidden_pad / 32, dim_pad), scale of output i for neuron block b
+    const downBlocks = hiddenPad / 32;
+    const scalePointer = allocOrThrow(downBlocks * dimPad * 4, `blk.${l} down scales`);
+    const scales = new Float32Array(wasm.memory.buffer, scalePointer, downBlocks * dimPad);
+    for (let b = 0; b < downBlocks; b++) {
+      for (let i = 0; i < config.dim; i++) scales[b * dimPad + i] = down.scales[i * downBlocks + b];
+    }
+    wasm.setBundles(l, bundlePointer, scalePointer);
+    onProgress?.({ phase: "place", loaded: (placed += gated ? 3 : 2), total });
+  };
+
+  /** Places layer l's predictor, threshold and cutoff. */
+  const placeSparsity = (l: number, data: RuntimeSparsity): void => {
+    const rank = data.rank;
+    const dimPad = pad32(config.dim);
+    const down = quantizeQ8_0(data.predictorDown[l], config.dim, rank);
+    const runtime = interleaveQ8Rows(down.quants, down.scales, rank, dimPad);
+    const quantPointer = allocOrThrow(runtime.quants.byteLength, `blk.${l}.ffn_pred_down`);
+    new Int8Array(wasm.memory.buffer, quantPointer, runtime.quants.length).set(runtime.quants);
+    const scalePointer = allocOrThrow(runtime.scales.byteLength, `blk.${l}.ffn_pred_down scales`);
+    new Float32Array(wasm.memory.buffer, scalePointer, runtime.scales.length).set(runtime.scales);
+    const upPointer = allocOrThrow(data.predictorUp[l].byteLength, `blk.${l}.ffn_pred_up`);
+    new Float32Array(wasm.memory.buffer, upPointer, data.predictorUp[l].length).set(data.predictorUp[l]);
+    wasm.setSparsity(l, quantPointer, scalePointer, upPointer, rank, data.thresholds[l], data.cutoffs[l]);
+  };
+
   for (let l = 0; l < config.n_layers; l++) {
     placeVector(Slot.ATTN_NORM, l, `blk.${l}.attn_norm.weight`);
     placeVector(Slot.FFN_NORM, l, `blk.${l}.ffn_norm.weight`);
-    for (const [slot, short] of layerMatrices) placeMatrix(slot, l, `blk.${l}.${short}.weight`);
+    for (const [slot, short] of layerMatrices) {
+      if (slot === Slot.FFN_GATE || slot === Slot.FFN_UP || slot === Slot.FFN_DOWN) continue;
+      placeMatrix(slot, l, `blk.${l}.${short}.weight`);
+    }
+    if (bundles) {
+      placeBundles(l);
+      if (sparsity) placeSparsity(l, sparsity);
+    } else {
+      // a non-gated FFN registers its up matrix as the gate: the kernel applies act() to it
+      placeMatrix(Slot.FFN_GATE, l, `blk.${l}.${gated ? "ffn_gate" : "ffn_up"}.weight`);
+      if (gated) placeMatrix(Slot.FFN_UP, l, `blk.${l}.ffn_up.weight`);
+      placeMatrix(Slot.FFN_DOWN, l, `blk.${l}.ffn_down.weight`);
+    }
   }
 }
 
@@ -338,16 +636,32 @@ export async function loadModel(source: string | Uint8Array | ArrayBuffer, optio
 /** Places an already parsed model file into a fresh wasm instance. */
 export async function createModel(file: ModelFile, options: LoadOptions = {}): Promise<Model> {
   const precision = options.precision ?? "int8";
-  const config = file.config;
+  const config: LlamaConfig = { ...file.config, gated: file.config.gated ?? file.tensors.has("blk.0.ffn_gate.weight") };
+  file = { ...file, config };
   const seqLen = checkContextLength(options.contextLength, config.seq_len);
   const { exports: wasm, variant } = await instantiateKernels(options.kernels ?? "auto");
 
   const tied = !file.tensors.has("output.weight");
-  const weights = weightBytes(config, precision, tied);
+  const sparsity = options.sparsity === null ? null : options.sparsity ?? file.sparsity ?? null;
+  const bundles = options.bundles ?? sparsity !== null;
+  if ((bundles || sparsity) && precision !== "int8") {
+    optionMismatch("loadModel", {
+      source: "option precision", field: "precision", actual: `"${precision}"`,
+      expected: "\"int8\" for a model with sparsity data or bundles (the sparse FFN runs int8 only); pass sparsity: null to run f32 dense",
+    });
+  }
+  if (sparsity && !bundles) {
+    optionMismatch("loadModel", {
+      source: "option bundles", field: "bundles", actual: "false", expected: "true when sparsity data is given",
+    });
+  }
+  const rank = sparsity?.rank ?? 0;
+  const weights = weightBytes(config, precision, tied, bundles, rank);
   const state = wasm.modelStateBytes(
     config.dim, config.hidden_dim, config.n_layers, config.n_heads, config.n_kv_heads, config.vocab_size, seqLen,
   );
-  const budget = weights + state + 64 * 1024;
+  const trace = config.n_layers * (config.dim + config.hidden_dim) * 4;
+  const budget = weights + state + wasm.sparseInitBytes(rank) + trace + 64 * 1024;
   const available = WASM_MEMORY_LIMIT - 1024 * 1024;
   if (budget > available || wasm.reserve(budget) !== 1) {
     throw new WasmError(
@@ -367,6 +681,12 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
     });
   }
 
-  placeWeights(file, wasm, precision, options.onProgress);
-  return new Model(file, wasm, variant, precision, seqLen);
+  wasm.setActivation(ACTIVATION_NUMBERS[config.activation], config.gated === false ? 0 : 1);
+  if (wasm.sparseInit(rank) !== 1) {
+    throw new WasmError(`loadModel: ${file.source}: sparse tables do not fit the reserved budget of ${budget} bytes`, {
+      source: file.source, field: "memory", actual: "over budget", expected: `${budget} bytes`,
+    });
+  }
+  placeWeights(file, wasm, precision, bundles, sparsity, options.onProgress);
+  return new Model(file, wasm, variant, precision, seqLen, bundles, rank);
 }

@@ -21,6 +21,8 @@ export interface LlamaConfig {
   rope_theta: number;
   /** FFN activation; SwiGLU models use "silu". */
   activation: "silu" | "relu" | "gelu";
+  /** Whether the FFN is gated, act(gate x) · up x (true when ffn_gate tensors exist; default true). */
+  gated?: boolean;
 }
 
 /** GGML tensor types that the readers understand. Values are GGML's own type ids. */
@@ -81,4 +83,12 @@ export interface ModelFile {
   vocab?: Vocab;
   /** GGUF metadata as read (empty for llama2.c files). */
   metadata: Map<string, unknown>;
+  /** Calibrated sparsity data read from the file's `dormant.sparsity` section, when present. */
+  sparsity?: {
+    rank: number;
+    thresholds: Float32Array;
+    cutoffs: Float32Array;
+    predictorDown: Float32Array[];
+    predictorUp: Float32Array[];
+  };
 }

@@ -27,6 +27,16 @@ export interface DormantExports {
   forward(token: number, pos: number): number;
   selfTest(): number;
   relaxedSimd(): number;
+  setActivation(kind: number, gated: number): void;
+  sparseInit(maxRank: number): number;
+  sparseInitBytes(maxRank: number): number;
+  bundleStride(): number;
+  setBundles(layer: number, bundles: number, downScales: number): void;
+  setSparsity(layer: number, predDown: number, predDownScales: number, predUp: number, rank: number, threshold: number, cutoff: number): void;
+  setThreshold(layer: number, threshold: number, cutoff: number): void;
+  setMode(mode: number): void;
+  sparseStats(): number;
+  setTrace(pointer: number): void;
 }
 
 /** Which module to use: "auto" tries relaxed SIMD first, the others force one. */

@@ -48,20 +48,20 @@ export function matvecQ8Ref(out: usize, wq: usize, ws: usize, xq: usize, xs: usi
 // (all ones where xq < 0). The mask comes from a compare, not i8x16.shr_s(x, 7): x86 has no 8-bit
 // shift, and with the shift the relaxed kernel ran at half speed in Node 20.
 @inline
-function prepareX0(x: v128): v128 {
+export function prepareX0(x: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) return i8x16.abs(x);
   return i16x8.extend_low_i8x16_s(x);
 }
 
 @inline
-function prepareX1(x: v128): v128 {
+export function prepareX1(x: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) return i8x16.lt_s(x, i8x16.splat(0));
   return i16x8.extend_high_i8x16_s(x);
 }
 
 // Returns the i32x4 partial sums of one 32-quant block of one weight row. Their lanes add up to the block sum.
 @inline
-function dotBlock(wBlock: usize, xa0: v128, xa1: v128, xb0: v128, xb1: v128): v128 {
+export function dotBlock(wBlock: usize, xa0: v128, xa1: v128, xb0: v128, xb1: v128): v128 {
   const wa = v128.load(wBlock);
   const wb = v128.load(wBlock, 16);
   if (ASC_FEATURE_RELAXED_SIMD) {

@@ -23,6 +23,15 @@ export let hidden_pad: i32 = 0;
 /** 1 when matrices are int8 blocks (Q8_0-style), 0 when they are f32. */
 export let int8: i32 = 1;
 
+/** FFN activation kind (kernels/activation.ts) and whether the FFN is gated (act(gate) · up). */
+export let activation: i32 = 0;
+export let gated: bool = true;
+
+export function setActivation(kind: i32, isGated: i32): void {
+  activation = kind;
+  gated = isGated != 0;
+}
+
 /** Rounds n up to a multiple of 32, the int8 block size. */
 export function pad32(n: i32): i32 {
   return (n + 31) & ~31;

@@ -5,12 +5,14 @@ import { matvecF32 } from "../kernels/matvec_f32";
 import { matvecQ8 } from "../kernels/matvec_q8";
 import { quantizeQ8 } from "../kernels/quantize";
 import {
-  addF32, axpyF32, dequantizeRowQ8, dotF32, rmsnorm, ropeAdjacent, softmax, swiglu,
+  addF32, axpyF32, dequantizeRowQ8, dotF32, rmsnorm, ropeAdjacent, softmax,
 } from "../kernels/ops";
+import { activateInPlace } from "../kernels/activation";
 import {
-  dim, dim_pad, head_size, hidden_dim, hidden_pad, int8, kv_dim, kv_mul, n_heads, n_kv_heads,
-  n_layers, norm_eps, rope_theta, seq_len, vocab_size,
+  activation, dim, dim_pad, gated, head_size, hidden_dim, hidden_pad, int8, kv_dim, kv_mul, n_heads,
+  n_kv_heads, n_layers, norm_eps, rope_theta, seq_len, vocab_size,
 } from "./config";
+import { countNeurons, hasBundles, sparseFfn } from "./sparse";
 import {
   att, hb, hb2, key_cache, logits, q, value_cache, x, xb, xb2, xq, xs,
 } from "./state";
@@ -70,6 +72,39 @@ function attendHead(h: i32, pos: i32, layerCache: usize): void {
   }
 }
 
+/**
+ * Trace buffer for calibration, 0 when off: (n_layers, dim + hidden_dim) f32 holding per layer
+ * the FFN input after its RMSNorm, then the gate pre-activations.
+ */
+let trace: usize = 0;
+
+export function setTrace(pointer: usize): void {
+  trace = pointer;
+}
+
+/** Runs the FFN of layer l on xb (already normed) and leaves its output in xb2. */
+function ffn(l: i32): void {
+  const traceInput = trace != 0 ? trace + (<usize>(l * (dim + hidden_dim)) << 2) : 0;
+  const traceGate = trace != 0 ? traceInput + (<usize>dim << 2) : 0;
+  if (traceInput != 0) memory.copy(traceInput, xb, <usize>dim << 2);
+  prepare(xb, dim_pad);
+
+  // neuron-major bundles: predictor, candidates, threshold, kept neurons only
+  if (int8 && hasBundles(l)) {
+    sparseFfn(l, xq, xs, xb2, traceGate);
+    return;
+  }
+
+  // dense: down(act(gate x) * up x), or down(act(up x)) for non-gated FFNs (registered as gate)
+  matmul(hb, xb, SLOT_FFN_GATE, l, hidden_dim, dim);
+  if (traceGate != 0) memory.copy(traceGate, hb, <usize>hidden_dim << 2);
+  if (gated) matmul(hb2, xb, SLOT_FFN_UP, l, hidden_dim, dim);
+  activateInPlace(hb, gated ? hb2 : 0, hidden_dim, activation);
+  countNeurons(l, hidden_dim, hidden_dim);
+  prepare(hb, hidden_pad);
+  matmul(xb2, hb, SLOT_FFN_DOWN, l, dim, hidden_dim);
+}
+
 /** Runs one position through every layer and returns a pointer to the logits (vocab_size f32). */
 export function forward(token: i32, pos: i32): usize {
   embed(token);
@@ -102,13 +137,8 @@ export function forward(token: i32, pos: i32): usize {
     // ffn rmsnorm
     rmsnorm(xb, x, weightData(SLOT_FFN_NORM, l), dim, norm_eps);
 
-    // swiglu ffn: down(silu(gate x) * up x)
-    prepare(xb, dim_pad);
-    matmul(hb, xb, SLOT_FFN_GATE, l, hidden_dim, dim);
-    matmul(hb2, xb, SLOT_FFN_UP, l, hidden_dim, dim);
-    swiglu(hb, hb2, hidden_dim);
-    prepare(hb, hidden_pad);
-    matmul(xb2, hb, SLOT_FFN_DOWN, l, dim, hidden_dim);
+    // ffn, dense or sparse
+    ffn(l);
 
     // residual
     addF32(x, xb2, dim);

@@ -7,7 +7,7 @@ import { dim, dim_pad, hidden_pad, kv_dim, n_heads, n_layers, seq_len, vocab_siz
 
 export let x: usize = 0;           // (dim_pad) f32, the residual stream
 export let xb: usize = 0;          // (dim_pad) f32, normed input of a block / attention output
-export let xb2: usize = 0;         // (dim) f32, output of a projection before the residual add
+export let xb2: usize = 0;         // (dim_pad) f32, output of a projection before the residual add
 export let hb: usize = 0;          // (hidden_pad) f32, gate activations, then act(gate) * up
 export let hb2: usize = 0;         // (hidden_pad) f32, up projection
 export let q: usize = 0;           // (dim) f32, query of the current position
@@ -22,7 +22,7 @@ export let xs: usize = 0;          // (max(dim_pad, hidden_pad) / 32) f32, their
 export function stateBytes(): u64 {
   const widest = <u64>max(dim_pad, hidden_pad);
   const floats: u64 =
-    2 * <u64>dim_pad + <u64>dim + 2 * <u64>hidden_pad + <u64>dim +
+    3 * <u64>dim_pad + 2 * <u64>hidden_pad + <u64>dim +
     <u64>n_heads * <u64>seq_len + <u64>vocab_size +
     2 * <u64>n_layers * <u64>seq_len * <u64>kv_dim + widest / 32;
   // 12 buffers, each rounded up to the arena's 64-byte alignment.
@@ -38,7 +38,7 @@ export function allocStates(): i32 {
   const widest = max(dim_pad, hidden_pad);
   x = allocF32(dim_pad);
   xb = allocF32(dim_pad);
-  xb2 = allocF32(dim);
+  xb2 = allocF32(dim_pad);
   hb = allocF32(hidden_pad);
   hb2 = allocF32(hidden_pad);
   q = allocF32(dim);
