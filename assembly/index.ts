@@ -12,7 +12,7 @@ import {
 } from "./model/sparse";
 import { allocStates, stateBytes } from "./model/state";
 import { allocWeightTable, setWeight as setWeightSlot } from "./model/weights";
-import { forward as forwardStep, setTrace as setTracePointer } from "./model/forward";
+import { ffnRepeat as ffnRepeatLayer, forward as forwardStep, setTrace as setTracePointer } from "./model/forward";
 
 /** Resets the arena with a budget in bytes (f64 so JavaScript passes a plain number). Returns 1 on success. */
 export function reserve(budget: f64): i32 {
@@ -115,4 +115,9 @@ export function setTrace(pointer: usize): void {
 /** Overrides a layer's threshold τ_l, and its candidate cutoff unless cutoff is negative. */
 export function setThreshold(layer: i32, threshold: f32, cutoff: f32): void {
   setLayerThreshold(layer, threshold, cutoff);
+}
+
+/** Runs the FFN of a layer `repeats` times on `input` (dim f32), for benchmarks. */
+export function ffnRepeat(layer: i32, input: usize, repeats: i32): void {
+  ffnRepeatLayer(layer, input, repeats);
 }

@@ -203,6 +203,7 @@ export class Model {
   #stats: ModelStats;
   #mode: SparsityMode;
   #trace = 0;
+  #ffnInput = 0;
   #rank: number;
 
   /** @internal Use loadModel(). */
@@ -284,6 +285,26 @@ export class Model {
     for (let l = 0; l < n_layers; l++) {
       this.#exports.setThreshold(l, thresholds[l], cutoffs ? cutoffs[l] : -1);
     }
+  }
+
+  /**
+   * Runs the FFN of `layer` on `input` (dim values) `repeats` times and returns the mean
+   * milliseconds per run. For benchmarks; the counters of stats() include these runs.
+   * @internal
+   */
+  timeFfn(layer: number, input: Float32Array, repeats: number): number {
+    const wasm = this.#exports;
+    if (this.#ffnInput === 0) this.#ffnInput = wasm.alloc(this.config.dim * 4) >>> 0;
+    const pointer = this.#ffnInput;
+    if (pointer === 0) {
+      throw new WasmError(`timeFfn: ${this.source}: input of ${input.byteLength} bytes does not fit the arena, expected spare room`, {
+        source: this.source, field: "input", actual: "over budget", expected: "spare room",
+      });
+    }
+    new Float32Array(wasm.memory.buffer, pointer, input.length).set(input);
+    const started = performance.now();
+    wasm.ffnRepeat(layer, pointer, repeats);
+    return (performance.now() - started) / repeats;
   }
 
   /** Clears the per-layer neuron counters that stats() reports. */

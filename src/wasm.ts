@@ -37,6 +37,7 @@ export interface DormantExports {
   setMode(mode: number): void;
   sparseStats(): number;
   setTrace(pointer: number): void;
+  ffnRepeat(layer: number, input: number, repeats: number): void;
 }
 
 /** Which module to use: "auto" tries relaxed SIMD first, the others force one. */

@@ -105,6 +105,14 @@ function ffn(l: i32): void {
   matmul(xb2, hb, SLOT_FFN_DOWN, l, dim, hidden_dim);
 }
 
+/** Runs the FFN of layer l `repeats` times on `input` (dim f32); benchmarks time it. */
+export function ffnRepeat(l: i32, input: usize, repeats: i32): void {
+  for (let r = 0; r < repeats; r++) {
+    memory.copy(xb, input, <usize>dim << 2);
+    ffn(l);
+  }
+}
+
 /** Runs one position through every layer and returns a pointer to the logits (vocab_size f32). */
 export function forward(token: i32, pos: i32): usize {
   embed(token);

@@ -148,36 +148,45 @@ export function sparseFfn(layer: i32, xq: usize, xs: usize, out: usize, gateTrac
     matvecF32(predicted, predUp, projected, hidden_dim, rank);
   }
 
-  // exact gate rows for candidates, threshold, up rows for kept neurons
+  // One block of 32 neurons at a time: exact gate rows for candidates, threshold, up rows for
+  // kept neurons, then the block's down columns while its bundles are still in cache. Blocks are
+  // quantized on their own exactly as quantizeQ8 does over the whole vector, so the result equals
+  // quantizing all of h first.
+  const downScales = <usize>load<u32>(field(layer, FIELD_DOWN_SCALES));
+  memory.fill(out, 0, <usize>dim_pad << 2);
   let candidates = 0;
   let kept = 0;
-  for (let j = 0; j < hidden_dim; j++) {
-    const slot = hidden + (<usize>j << 2);
-    store<f32>(slot, 0);
-    if (usePredictor && Mathf.abs(activate(load<f32>(predicted + (<usize>j << 2)), activation)) < cutoff) continue;
-    candidates++;
-
-    const bundle = bundles + <usize>j * stride;
-    const g = dotRowQ8(bundle, bundle + 3 * dp, xq, xs, dim_pad);
-    if (gateTrace != 0) store<f32>(gateTrace + (<usize>j << 2), g);
-    const a = activate(g, activation);
-    if (a == 0 || (useThreshold && Mathf.abs(a) < threshold)) continue;
-
-    const h = gated ? a * dotRowQ8(bundle + dp, bundle + 3 * dp + (dp >> 3), xq, xs, dim_pad) : a;
-    store<f32>(slot, h);
-    kept++;
-  }
-  countNeurons(layer, candidates, kept);
-
-  // down columns of kept neurons, one block of 32 neurons at a time
-  quantizeQ8(hiddenQ, hiddenS, hidden, hidden_pad);
-  memory.fill(out, 0, <usize>dim << 2);
-  const downScales = <usize>load<u32>(field(layer, FIELD_DOWN_SCALES));
   const blocks = hidden_pad >> 5;
   for (let b = 0; b < blocks; b++) {
+    const first = b << 5;
+    const last = min(first + 32, hidden_dim);
+    let keptInBlock = 0;
+    for (let j = first; j < first + 32; j++) store<f32>(hidden + (<usize>j << 2), 0);
+
+    for (let j = first; j < last; j++) {
+      if (usePredictor && Mathf.abs(activate(load<f32>(predicted + (<usize>j << 2)), activation)) < cutoff) continue;
+      candidates++;
+
+      const bundle = bundles + <usize>j * stride;
+      const g = dotRowQ8(bundle, bundle + 3 * dp, xq, xs, dim_pad);
+      if (gateTrace != 0) store<f32>(gateTrace + (<usize>j << 2), g);
+      const a = activate(g, activation);
+      if (a == 0 || (useThreshold && Mathf.abs(a) < threshold)) continue;
+
+      const h = gated ? a * dotRowQ8(bundle + dp, bundle + 3 * dp + (dp >> 3), xq, xs, dim_pad) : a;
+      store<f32>(hidden + (<usize>j << 2), h);
+      keptInBlock++;
+    }
+    kept += keptInBlock;
+    // a block with no kept neuron adds f32(0) · scale to every output in the dense kernel, which
+    // leaves the (never negative-zero) accumulator unchanged, so skipping it keeps the result exact
+    if (keptInBlock == 0) continue;
+
+    const blockQ = hiddenQ + <usize>first;
+    const blockS = hiddenS + (<usize>b << 2);
+    quantizeQ8(blockQ, blockS, hidden + (<usize>first << 2), 32);
     let pending = -1;
-    let any = false;
-    for (let j = b << 5; j < (b + 1) << 5; j++) {
+    for (let j = first; j < first + 32; j++) {
       const q = <i32>load<i8>(hiddenQ + <usize>j);
       if (q == 0) continue;
       if (pending < 0) {
@@ -187,15 +196,12 @@ export function sparseFfn(layer: i32, xq: usize, xs: usize, out: usize, gateTrac
       const qPending = <i32>load<i8>(hiddenQ + <usize>pending);
       accumulatePairQ8(accI32, bundles + <usize>pending * stride + 2 * dp, bundles + <usize>j * stride + 2 * dp, qPending, q, dim_pad);
       pending = -1;
-      any = true;
     }
     if (pending >= 0) {
       const column = bundles + <usize>pending * stride + 2 * dp;
       accumulatePairQ8(accI32, column, column, <i32>load<i8>(hiddenQ + <usize>pending), 0, dim_pad);
-      any = true;
     }
-    // a block with no kept neuron adds f32(0) · scale to every output in the dense kernel, which
-    // leaves the (never negative-zero) accumulator unchanged, so skipping it keeps the result exact
-    if (any) applyBlockScales(out, accI32, downScales + ((<usize>b * dp) << 2), load<f32>(hiddenS + (<usize>b << 2)), dim);
+    applyBlockScales(out, accI32, downScales + ((<usize>b * dp) << 2), load<f32>(blockS), dim_pad);
   }
+  countNeurons(layer, candidates, kept);
 }

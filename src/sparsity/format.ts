@@ -26,7 +26,7 @@ import { GGMLType, type ModelFile, type TensorData } from "../types.js";
 export const SPARSITY_VERSION = 1;
 /** Prefix of every sparsity metadata key. */
 export const SPARSITY_PREFIX = "dormant.sparsity.";
-/** The quantity thresholds apply to: |act(g_j)| of the gate pre-activation, as in CATS (Lee et al. 2024). */
+/** The quantity thresholds apply to: |act(g_j)| of the gate pre-activation, as in CATS (Lee et al., arXiv 2404.08763). */
 export const SPARSITY_MEASURE = "cats";
 /** Largest target sparsity: at 1 every neuron would be dormant. */
 export const MAX_SPARSITY = 0.99;
@@ -34,10 +34,10 @@ export const MAX_SPARSITY = 0.99;
 /** Calibrated sparsity of a model, one entry per layer. */
 export interface SparsityData {
   version: number;
-  /** Target sparsity S: the fraction of |act(g_j)| below τ_l on the calibration text. */
+  /** Target sparsity S: the fraction of |act(g_j)| below τ_l on the calibration text. Stored as f32. */
   sparsity: number;
   rank: number;
-  /** Activation-mass recall that the cutoffs were chosen for. */
+  /** Activation-mass recall that the cutoffs were chosen for. Stored as f32. */
   recall: number;
   /** FFN activation the thresholds were measured with ("silu", "relu" or "gelu"). */
   activation: string;
@@ -164,7 +164,8 @@ export function readSparsity(file: ModelFile): SparsityData | undefined {
   if (measure !== SPARSITY_MEASURE) reader.fail(key("measure"), JSON.stringify(measure), `"${SPARSITY_MEASURE}" (thresholds on |act(gate)|)`);
 
   const sparsity = reader.float("target", `a number in [0, ${MAX_SPARSITY}]`);
-  if (!(sparsity >= 0 && sparsity <= MAX_SPARSITY)) reader.fail(key("target"), String(sparsity), `a number in [0, ${MAX_SPARSITY}]`);
+  // The key is FLOAT32, and f32(0.99) is slightly above 0.99.
+  if (!(sparsity >= 0 && sparsity <= Math.fround(MAX_SPARSITY))) reader.fail(key("target"), String(sparsity), `a number in [0, ${MAX_SPARSITY}]`);
 
   const maxRank = Math.min(dim, hidden_dim);
   const rank = reader.integer("rank", `an integer in [1, ${maxRank}]`);

@@ -321,7 +321,7 @@ function checkRank(where: string, a: Matrix, rank: number): void {
 
 /**
  * Approximates the leading `rank` singular triplets of a with a randomized range finder
- * (Halko, Martinsson and Tropp 2011, algorithms 4.4 and 5.1): Q spans a · Ω for a Gaussian Ω of
+ * (Halko, Martinsson and Tropp, "Finding structure with randomness"): Q spans a · Ω for a Gaussian Ω of
  * rank + oversampling columns, refined by power iterations, and the small matrix Qᵀa gets an
  * exact SVD. The seed fixes Ω, so the result is deterministic.
  */
