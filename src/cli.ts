@@ -11,7 +11,9 @@ import { evaluate } from "./eval/perplexity.js";
 import { readModelFile } from "./formats/index.js";
 import { readFileBytes, writeFileAtomic } from "./io.js";
 import { resolveModel } from "./catalog.js";
-import { loadModel, type LoadOptions, type LoadProgress, type Model, type Precision } from "./model.js";
+import { createModel, loadModel, type LoadOptions, type LoadProgress, type Model, type Precision, type SparsityMode } from "./model.js";
+import { calibrate } from "./sparsity/calibrate.js";
+import { readSparsity, writeSparsityGGUF } from "./sparsity/format.js";
 import { createProgressBar } from "./progress.js";
 import type { GenerationSummary } from "./generate.js";
 
@@ -42,12 +44,29 @@ const generateOptions: OptionSpecs = {
   seed: { kind: "integer", help: "random seed for sampling (default: time)" },
 };
 
+const modeChoices = ["dense", "oracle", "predicted"] as const;
+
 const evalOptions: OptionSpecs = {
   ...modelOptions,
-  perplexity: { kind: "boolean", help: "compute perplexity (the default and only metric for now)" },
+  perplexity: { kind: "boolean", help: "compute perplexity (always computed; kept for clarity in scripts)" },
   text: { kind: "string", help: "UTF-8 text file; documents separated by <|endoftext|> lines" },
   "max-tokens": { kind: "integer", help: "score at most this many tokens" },
-  against: { kind: "string", choices: ["int8", "f32"], help: "also run this precision and report top-1 agreement with it" },
+  mode: { kind: "string", choices: modeChoices, help: "FFN mode of a file with sparsity data (default predicted)" },
+  against: {
+    kind: "string", choices: ["int8", "f32", ...modeChoices],
+    help: "reference run: another precision (dense) or another FFN mode; reports agreement, mean KL and per-layer recall",
+  },
+};
+
+const calibrateOptions: OptionSpecs = {
+  ...modelOptions,
+  text: { kind: "string", help: "calibration text, UTF-8; documents separated by <|endoftext|> lines" },
+  sparsity: { kind: "number", help: "target fraction S of dormant neurons per layer, in [0, 0.99]" },
+  rank: { kind: "integer", help: "predictor rank (default: about 8% of the dense FFN cost)" },
+  recall: { kind: "number", help: "activation-mass recall the candidate cutoff must reach, in (0, 1] (default 0.99)" },
+  "max-tokens": { kind: "integer", help: "run at most this many calibration tokens" },
+  type: { kind: "string", choices: ["f32", "q8_0"], help: "tensor type of the written file (default: as the source)" },
+  out: { kind: "string", help: "output .gguf path" },
 };
 
 const convertOptions: OptionSpecs = {
@@ -89,7 +108,8 @@ const pullOptions: OptionSpecs = {
 
 const commands: Record<string, { summary: string; specs: OptionSpecs; run: (args: ParsedArgs) => Promise<void> }> = {
   generate: { summary: "write text that continues a prompt", specs: generateOptions, run: runGenerate },
-  eval: { summary: "perplexity of a model on a text file", specs: evalOptions, run: runEval },
+  eval: { summary: "perplexity of a model on a text file, optionally against a reference run", specs: evalOptions, run: runEval },
+  calibrate: { summary: "fit sparsity thresholds and a predictor, write them into a GGUF", specs: calibrateOptions, run: runCalibrate },
   convert: { summary: "convert a llama2.c checkpoint or GGUF to GGUF (f32 or q8_0)", specs: convertOptions, run: runConvert },
   info: { summary: "print a model's configuration and tensors", specs: infoOptions, run: runInfo },
   tokenize: { summary: "print the token ids of a text", specs: tokenizeOptions, run: runTokenize },
@@ -197,18 +217,19 @@ async function runGenerate(args: ParsedArgs): Promise<void> {
 
 async function runEval(args: ParsedArgs): Promise<void> {
   const { options } = args;
-  const textPath = options.text as string | undefined;
-  if (!textPath) {
-    throw new OptionError("dormant eval: option --text is missing, expected a path to a UTF-8 text file", {
-      source: "option text", field: "text", actual: "missing", expected: "a file path",
-    });
-  }
+  const textPath = requireOption("eval", options.text as string | undefined, "text", "a path to a UTF-8 text file");
   const text = new TextDecoder("utf-8", { fatal: false }).decode(await readFileBytes(textPath));
   const load = loadOptions(args);
   const model = await loadModel(modelName(args), load);
+  if (options.mode) model.setMode(options.mode as SparsityMode);
+
+  const against = options.against as Precision | SparsityMode | undefined;
   let reference: Model | undefined;
-  if (options.against) {
-    reference = await loadModel(modelName(args), { ...load, precision: options.against as Precision, onProgress: undefined });
+  if (against === "int8" || against === "f32") {
+    reference = await loadModel(modelName(args), { ...load, precision: against, sparsity: null, onProgress: undefined });
+  } else if (against) {
+    reference = await loadModel(modelName(args), { ...load, onProgress: undefined });
+    reference.setMode(against);
   }
 
   const bar = options.quiet || options.json ? undefined : createProgressBar(stderr, "eval");
@@ -218,21 +239,89 @@ async function runEval(args: ParsedArgs): Promise<void> {
     onProgress: bar ? (progress) => bar.update(progress.loaded, progress.total) : undefined,
   }, textPath);
   bar?.done();
+  const layers = model.layerStats();
+  const keptFraction = layers.reduce((sum, layer) => sum + layer.keptFraction, 0) / layers.length;
 
   if (options.json) {
     const json: Record<string, unknown> = { perplexity: result.perplexity, tokens: result.tokens, precision: model.precision };
+    if (model.sparse) {
+      json.mode = model.mode;
+      json.kept_fraction = keptFraction;
+      json.layers = layers.map((layer) => ({
+        kept_fraction: layer.keptFraction, candidate_fraction: layer.candidateFraction,
+        ffn_bytes_per_token: layer.ffnBytesPerToken,
+      }));
+    }
     if (reference) {
-      json.against = reference.precision;
+      json.against = against;
       json.against_perplexity = result.referencePerplexity;
       json.top1_agreement = result.top1Agreement;
+      json.mean_kl = result.meanKl;
     }
     writeJson(json);
-  } else {
-    stdout.write(`perplexity ${result.perplexity.toFixed(4)} over ${result.tokens} tokens (precision ${model.precision})\n`);
-    if (reference) {
-      stdout.write(`perplexity ${result.referencePerplexity!.toFixed(4)} (precision ${reference.precision}), ` +
-        `top-1 agreement ${(result.top1Agreement! * 100).toFixed(2)}%\n`);
+    return;
+  }
+  stdout.write(`perplexity ${result.perplexity.toFixed(4)} over ${result.tokens} tokens (precision ${model.precision}, mode ${model.mode}, kept ${(keptFraction * 100).toFixed(1)}%)\n`);
+  if (reference) {
+    stdout.write(`perplexity ${result.referencePerplexity!.toFixed(4)} (${against}), ` +
+      `top-1 agreement ${(result.top1Agreement! * 100).toFixed(2)}%, mean KL ${result.meanKl!.toExponential(3)} nats\n`);
+  }
+  if (model.sparse) {
+    for (const [l, layer] of layers.entries()) {
+      stdout.write(`  layer ${l}: kept ${(layer.keptFraction * 100).toFixed(1)}%, candidates ${(layer.candidateFraction * 100).toFixed(1)}%, ` +
+        `FFN ${(layer.ffnBytesPerToken / 1024).toFixed(1)} KiB/token\n`);
     }
+  }
+}
+
+function requireOption(command: string, value: string | undefined, name: string, expected: string): string {
+  if (value === undefined) {
+    throw new OptionError(`dormant ${command}: option --${name} is missing, expected ${expected}`, {
+      source: `option ${name}`, field: name, actual: "missing", expected,
+    });
+  }
+  return value;
+}
+
+async function runCalibrate(args: ParsedArgs): Promise<void> {
+  const { options } = args;
+  const textPath = requireOption("calibrate", options.text as string | undefined, "text", "a path to a UTF-8 text file");
+  const out = requireOption("calibrate", options.out as string | undefined, "out", "the path of the .gguf file to write");
+  const sparsity = options.sparsity as number | undefined;
+  if (sparsity === undefined) requireOption("calibrate", undefined, "sparsity", "a number in [0, 0.99]");
+  const text = new TextDecoder("utf-8", { fatal: false }).decode(await readFileBytes(textPath));
+  const file = await readModelArgument(args);
+  const model = await createModel(file, { ...loadOptions(args), sparsity: null });
+
+  const bars = new Map<string, ReturnType<typeof createProgressBar>>();
+  const data = await calibrate(model, file, text, {
+    sparsity: sparsity!,
+    rank: options.rank as number | undefined,
+    recall: options.recall as number | undefined,
+    maxTokens: options["max-tokens"] as number | undefined,
+    source: textPath,
+    onProgress: options.quiet || options.json ? undefined : (progress) => {
+      let bar = bars.get(progress.phase);
+      if (!bar) {
+        bar = createProgressBar(stderr, progress.phase === "collect" ? "calibrate: run" : "calibrate: fit");
+        bars.set(progress.phase, bar);
+      }
+      bar.update(progress.loaded, progress.total);
+      if (progress.loaded >= progress.total) bar.done();
+    },
+  });
+  const bytes = writeSparsityGGUF(file, data, { type: options.type as "f32" | "q8_0" | undefined });
+  await writeFileAtomic(out, bytes);
+  model.dispose();
+
+  if (options.json) {
+    writeJson({
+      out, sparsity: data.sparsity, rank: data.rank, recall: data.recall,
+      thresholds: Array.from(data.thresholds), cutoffs: Array.from(data.cutoffs),
+    });
+  } else if (!options.quiet) {
+    stderr.write(`wrote ${out}: sparsity ${data.sparsity}, rank ${data.rank}, recall ${data.recall}, ` +
+      `thresholds ${Array.from(data.thresholds, (value) => value.toPrecision(3)).join(" ")}\n`);
   }
 }
 
@@ -242,7 +331,9 @@ async function readModelArgument(args: ParsedArgs) {
   });
   const tokenizerPath = (args.options.tokenizer as string | undefined) ?? resolved.tokenizerPath;
   const tokenizer = tokenizerPath ? { bytes: await readFileBytes(tokenizerPath), source: tokenizerPath } : undefined;
-  return readModelFile(await readFileBytes(resolved.modelPath), resolved.modelPath, tokenizer);
+  const file = readModelFile(await readFileBytes(resolved.modelPath), resolved.modelPath, tokenizer);
+  file.sparsity ??= readSparsity(file);
+  return file;
 }
 
 async function runConvert(args: ParsedArgs): Promise<void> {
@@ -333,7 +424,8 @@ async function runPull(args: ParsedArgs): Promise<void> {
 const flagNames: Record<string, string> = {
   topP: "--top-p", topK: "--top-k", minP: "--min-p", temperature: "--temperature", seed: "--seed",
   repetitionPenalty: "--repeat-penalty", maxTokens: "--max-tokens", steps: "--steps",
-  contextLength: "--context", precision: "--precision", kernels: "--kernels",
+  contextLength: "--context", precision: "--precision", kernels: "--kernels", mode: "--mode",
+  sparsity: "--sparsity", rank: "--rank", recall: "--recall",
 };
 
 function withFlagNames(message: string): string {

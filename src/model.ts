@@ -9,6 +9,7 @@ import { resolveModel, type ResolveOptions } from "./catalog.js";
 import { readFileBytes } from "./io.js";
 import { interleaveQ8Rows, paddedRows } from "./layout.js";
 import { decodeQ8_0Blocks, quantizeQ8_0, tensorToF32 } from "./quant.js";
+import { readSparsity } from "./sparsity/format.js";
 import { SpmTokenizer } from "./tokenizer/spm.js";
 import { GGMLType, type LlamaConfig, type ModelFile, type TensorData } from "./types.js";
 import { instantiateKernels, type DormantExports, type KernelChoice, type KernelVariant } from "./wasm.js";
@@ -651,6 +652,7 @@ export async function loadModel(source: string | Uint8Array | ArrayBuffer, optio
     const bytes = source instanceof Uint8Array ? source : new Uint8Array(source);
     file = readModelFile(bytes, "<bytes>");
   }
+  file.sparsity ??= readSparsity(file);
   return createModel(file, { ...options, precision, kernels });
 }
 

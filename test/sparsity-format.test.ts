@@ -22,7 +22,7 @@ function loadStories(): ModelFile {
   return readModelFile(new Uint8Array(readFileSync(GGUF_PATH)), GGUF_PATH);
 }
 
-/** Deterministic values in [-1, 1) from a linear congruential sequence. */
+/** Returns deterministic values in [-1, 1) from a linear congruential sequence. */
 function pseudoRandom(length: number, seed: number): Float32Array {
   const values = new Float32Array(length);
   let state = seed >>> 0;
@@ -55,7 +55,7 @@ function roundTrip(bytes: Uint8Array, name: string): ModelFile {
   return readModelFile(new Uint8Array(readFileSync(path)), path);
 }
 
-/** A file with a valid sparsity section, changed by `edit` before it is written. */
+/** Writes a file with a valid sparsity section, changed by `edit`, and reads it back. */
 function edited(name: string, edit: (metadata: Map<string, GGUFValue>, tensors: Map<string, TensorData>) => void): ModelFile {
   const gguf = parseGGUF(writeSparsityGGUF(loadStories(), syntheticData(8)), name);
   const metadata = new Map(gguf.metadata);

@@ -14,7 +14,7 @@ function maxAbs(a: Matrix): number {
   return a.data.reduce((max, value) => Math.max(max, Math.abs(value)), 0);
 }
 
-/** A random symmetric positive definite matrix B·Bᵀ + n·I. */
+/** Builds a random symmetric positive definite matrix B·Bᵀ + n·I. */
 function randomSPD(n: number, seed: number): Matrix {
   const b = gaussianMatrix(n, n, seed);
   const a = multiply(b, transpose(b));
@@ -22,14 +22,14 @@ function randomSPD(n: number, seed: number): Matrix {
   return a;
 }
 
-/** u · diag(s) · vᵀ. */
+/** Multiplies out u · diag(s) · vᵀ. */
 function reconstruct({ u, s, v }: SVD): Matrix {
   const scaled = createMatrix(u.rows, u.cols, u.data);
   for (let i = 0; i < u.rows; i++) for (let j = 0; j < u.cols; j++) scaled.data[i * u.cols + j] *= s[j];
   return multiply(scaled, transpose(v));
 }
 
-/** A rows × cols matrix with singular values `spectrum` and random singular vectors. */
+/** Builds a rows × cols matrix with singular values `spectrum` and random singular vectors. */
 function withSpectrum(rows: number, cols: number, spectrum: number[], seed: number): Matrix {
   const k = spectrum.length;
   const u = orthonormalizeColumns(gaussianMatrix(rows, k, seed));

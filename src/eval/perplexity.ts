@@ -25,6 +25,8 @@ export interface EvaluateResult {
   top1Agreement?: number;
   /** Perplexity of the reference model over the same tokens (when given). */
   referencePerplexity?: number;
+  /** Mean over positions of KL(P_reference ‖ P_model) in nats (when a reference is given). */
+  meanKl?: number;
 }
 
 /** The separator line of TinyStories-style corpora; other text is treated as one document. */
@@ -45,6 +47,19 @@ function logSumExp(logits: Float32Array): number {
   let sum = 0;
   for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
   return max + Math.log(sum);
+}
+
+/**
+ * Returns KL(P ‖ Q) in nats for the softmax distributions of `p` and `q` logits, given their
+ * log-sum-exp values.
+ */
+function klDivergence(p: Float32Array, pLse: number, q: Float32Array, qLse: number): number {
+  let sum = 0;
+  for (let i = 0; i < p.length; i++) {
+    const logP = p[i] - pLse;
+    sum += Math.exp(logP) * (logP - (q[i] - qLse));
+  }
+  return Math.max(0, sum);
 }
 
 /** Index of the largest logit; the lowest index wins ties. */
@@ -82,17 +97,23 @@ export async function evaluate(model: Model, text: string, options: EvaluateOpti
 
   let nll = 0;
   let referenceNll = 0;
+  let kl = 0;
   let agree = 0;
+  model.resetStats();
+  options.reference?.resetStats();
   let scored = 0;
   let lastYield = performance.now();
   outer: for (const ids of all) {
     for (let pos = 0; pos < ids.length - 1; pos++) {
       if (scored >= total) break outer;
       const logits = model.step(ids[pos], pos);
-      nll += logSumExp(logits) - logits[ids[pos + 1]];
+      const lse = logSumExp(logits);
+      nll += lse - logits[ids[pos + 1]];
       if (options.reference) {
         const referenceLogits = options.reference.step(ids[pos], pos);
-        referenceNll += logSumExp(referenceLogits) - referenceLogits[ids[pos + 1]];
+        const referenceLse = logSumExp(referenceLogits);
+        referenceNll += referenceLse - referenceLogits[ids[pos + 1]];
+        kl += klDivergence(referenceLogits, referenceLse, logits, lse);
         if (argmax(logits) === argmax(referenceLogits)) agree++;
       }
       scored++;
@@ -109,6 +130,7 @@ export async function evaluate(model: Model, text: string, options: EvaluateOpti
   if (options.reference) {
     result.top1Agreement = agree / scored;
     result.referencePerplexity = Math.exp(referenceNll / scored);
+    result.meanKl = kl / scored;
   }
   return result;
 }

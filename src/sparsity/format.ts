@@ -55,7 +55,7 @@ export interface SparsityData {
 export interface WriteSparsityOptions {
   /**
    * Tensor type, as in convertToGGUF: with "q8_0", P_down is Q8_0 when dim is a multiple of 32
-   * and P_up when rank is. Default "q8_0" when the source holds a Q8_0 tensor, else "f32".
+   * and P_up when rank is. Default "q8_0" when the source contains a Q8_0 tensor, else "f32".
    */
   type?: ConvertOptions["type"];
 }

@@ -320,9 +320,9 @@ function checkRank(where: string, a: Matrix, rank: number): void {
 }
 
 /**
- * Approximates the leading `rank` singular triplets of a with a randomized range finder
- * (Halko, Martinsson and Tropp, "Finding structure with randomness"): Q spans a · Ω for a Gaussian Ω of
- * rank + oversampling columns, refined by power iterations, and the small matrix Qᵀa gets an
+ * Approximates the leading `rank` singular triplets of a with a randomized range finder (Halko,
+ * Martinsson and Tropp, "Finding structure with randomness"). Q spans a · Ω for a Gaussian Ω of
+ * rank + oversampling columns, and power iterations refine it. The small matrix Qᵀa then gets an
  * exact SVD. The seed fixes Ω, so the result is deterministic.
  */
 export function randomizedSVD(a: Matrix, rank: number, options: TruncatedSVDOptions = {}): SVD {
