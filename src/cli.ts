@@ -232,7 +232,7 @@ async function runEval(args: ParsedArgs): Promise<void> {
     reference.setMode(against);
   }
 
-  const bar = options.quiet || options.json ? undefined : createProgressBar(stderr, "eval");
+  const bar = options.quiet || options.json ? undefined : createProgressBar(stderr, "eval", { unit: "tokens" });
   const result = await evaluate(model, text, {
     reference,
     maxTokens: options["max-tokens"] as number | undefined,
@@ -303,7 +303,9 @@ async function runCalibrate(args: ParsedArgs): Promise<void> {
     onProgress: options.quiet || options.json ? undefined : (progress) => {
       let bar = bars.get(progress.phase);
       if (!bar) {
-        bar = createProgressBar(stderr, progress.phase === "collect" ? "calibrate: run" : "calibrate: fit");
+        bar = progress.phase === "collect"
+          ? createProgressBar(stderr, "calibrate: run", { unit: "tokens" })
+          : createProgressBar(stderr, "calibrate: fit", { unit: "layers" });
         bars.set(progress.phase, bar);
       }
       bar.update(progress.loaded, progress.total);

@@ -22,6 +22,8 @@ export interface ProgressBar {
 export interface ProgressBarOptions {
   /** Clock in milliseconds, replaceable in tests. Default performance.now(). */
   now?: () => number;
+  /** What is counted: bytes (default, shown in KiB/MiB) or a plain count such as "tokens". */
+  unit?: string;
 }
 
 const REDRAW_INTERVAL_MS = 100;
@@ -44,6 +46,8 @@ export function formatBytes(bytes: number): string {
 /** Creates a progress bar that writes to `stream`, starting each line with `label`. */
 export function createProgressBar(stream: ProgressStream, label: string, options: ProgressBarOptions = {}): ProgressBar {
   const now = options.now ?? (() => performance.now());
+  const unit = options.unit ?? "bytes";
+  const format = unit === "bytes" ? formatBytes : (count: number): string => `${count} ${unit}`;
   const interactive = stream.isTTY === true;
   const startTime = now();
   let startLoaded: number | undefined;
@@ -67,12 +71,12 @@ export function createProgressBar(stream: ProgressStream, label: string, options
       const filled = Math.round(fraction * BAR_WIDTH);
       parts.push(`[${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}]`);
       parts.push(`${Math.floor(fraction * 100).toString().padStart(3)}%`);
-      parts.push(`${formatBytes(loaded)} / ${formatBytes(total)}`);
+      parts.push(unit === "bytes" ? `${formatBytes(loaded)} / ${formatBytes(total)}` : `${loaded} / ${format(total)}`);
     } else {
-      parts.push(formatBytes(loaded));
+      parts.push(format(loaded));
     }
     const speed = bytesPerSecond();
-    if (speed !== undefined) parts.push(`${formatBytes(Math.round(speed))}/s`);
+    if (speed !== undefined) parts.push(`${format(Math.round(speed))}/s`);
     return parts.join(" ");
   }
 
@@ -106,8 +110,8 @@ export function createProgressBar(stream: ProgressStream, label: string, options
       }
       const seconds = (now() - startTime) / 1000;
       const speed = bytesPerSecond();
-      const rate = speed === undefined ? "" : `, ${formatBytes(Math.round(speed))}/s`;
-      stream.write(`${label}: ${formatBytes(loaded)} in ${seconds.toFixed(1)} s${rate}\n`);
+      const rate = speed === undefined ? "" : `, ${format(Math.round(speed))}/s`;
+      stream.write(`${label}: ${format(loaded)} in ${seconds.toFixed(1)} s${rate}\n`);
     },
   };
 }

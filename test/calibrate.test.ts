@@ -258,13 +258,13 @@ describe("calibrate on stories260K", () => {
     const text = "Once upon a time, there was a cat.\n<|endoftext|>\nThe cat sat on a mat.\n<|endoftext|>\n";
     const run = () => calibrate(model, file, text, { sparsity: 0.5, source: "short.txt" });
     await expect(run()).rejects.toThrow(FormatError);
-    await expect(run()).rejects.toThrow(/^calibrate: short\.txt: calibration tokens is \d+, expected at least 256 \(max\(4·dim, 256\) for dim = 64\) \(2 documents; use a longer calibration text\)$/);
+    await expect(run()).rejects.toThrow(/^calibrate: short\.txt: calibration tokens is \d+, expected at least 256 = max\(4·dim, 256\) for dim = 64 \(the text has 2 documents; use a longer calibration text\)$/);
   });
 
   it("rejects a file of another model", async () => {
     const other = { ...file, source: "other.gguf", config: { ...file.config, hidden_dim: 100 } };
     await expect(calibrate(model, other, calibrationText, { sparsity: 0.5 })).rejects.toThrow(
-      "calibrate: other.gguf: hidden_dim is 100, expected 172 (the model's; pass the file the model was loaded from)",
+      "calibrate: other.gguf: hidden_dim is 100, expected 172, the model's value (pass the file that the model was loaded from)",
     );
   });
 });

@@ -126,6 +126,7 @@ export async function evaluate(model: Model, text: string, options: EvaluateOpti
     }
   }
 
+  options.onProgress?.({ phase: "eval", loaded: scored, total });
   const result: EvaluateResult = { perplexity: Math.exp(nll / scored), tokens: scored, meanNll: nll / scored };
   if (options.reference) {
     result.top1Agreement = agree / scored;
