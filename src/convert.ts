@@ -4,7 +4,7 @@
  */
 
 import { optionMismatch } from "./errors.js";
-import { GGUFValueType, writeGGUF, type GGUFMetadataEntry, type GGUFValue } from "./gguf.js";
+import { FFN_ACTIVATION_KEY, GGUFValueType, writeGGUF, type GGUFMetadataEntry, type GGUFValue } from "./gguf.js";
 import { encodeQ8_0Blocks, quantizeQ8_0, Q8_0_BLOCK_VALUES, tensorToF32 } from "./quant.js";
 import { GGMLType, type ModelFile, type TensorData } from "./types.js";
 
@@ -40,6 +40,7 @@ function buildMetadata(model: ModelFile, options: ConvertOptions): GGUFMetadataE
     u32("general.file_type", FILE_TYPE[options.type]),
   ];
   if (options.type === "q8_0") metadata.push(u32("general.quantization_version", QUANTIZATION_VERSION));
+  if (config.activation !== "silu") metadata.push({ key: FFN_ACTIVATION_KEY, type: GGUFValueType.STRING, value: config.activation });
   metadata.push(
     u32("llama.context_length", config.seq_len),
     u32("llama.embedding_length", config.dim),

@@ -512,6 +512,19 @@ export function ggufToVocab(gguf: GGUFFile, source: string): Vocab {
   };
 }
 
+/** GGUF key naming the FFN activation of llama-family files; llama.cpp files (SwiGLU) lack it. */
+export const FFN_ACTIVATION_KEY = "dormant.ffn_activation";
+
+/** Reads the FFN activation: "silu" (the default, as in every llama.cpp llama file), "relu" or "gelu". */
+function ffnActivation(meta: MetadataReader, metadata: Map<string, GGUFValue>): LlamaConfig["activation"] {
+  if (!metadata.has(FFN_ACTIVATION_KEY)) return "silu";
+  const value = meta.string(FFN_ACTIVATION_KEY);
+  if (value !== "silu" && value !== "relu" && value !== "gelu") {
+    meta.fail(`metadata ${FFN_ACTIVATION_KEY}`, JSON.stringify(value), '"silu", "relu" or "gelu"');
+  }
+  return value;
+}
+
 /**
  * Builds a ModelFile from a parsed GGUF: the llama config from `llama.*` metadata, the vocabulary
  * when `tokenizer.ggml.model` is present, and the tensors, validated against the config.
@@ -542,7 +555,9 @@ export function ggufToModelFile(gguf: GGUFFile, source: string): ModelFile {
     seq_len: meta.positiveInteger("llama.context_length"),
     norm_eps: meta.float("llama.attention.layer_norm_rms_epsilon", 1e-5),
     rope_theta: meta.float("llama.rope.freq_base", 10000),
-    activation: "silu",
+    activation: ffnActivation(meta, gguf.metadata),
+    // A FFN without gate tensors is act(up x) followed by down.
+    gated: gguf.tensors.has("blk.0.ffn_gate.weight"),
   };
 
   const file: ModelFile = { source, format: "gguf", config, tensors: gguf.tensors, vocab, metadata: gguf.metadata };

@@ -10,6 +10,7 @@ import { readFileBytes } from "./io.js";
 import { interleaveQ8Rows, paddedRows } from "./layout.js";
 import { decodeQ8_0Blocks, quantizeQ8_0, tensorToF32 } from "./quant.js";
 import { readSparsity } from "./sparsity/format.js";
+import { isPathSource, readModelSource, type ModelSource } from "./source.js";
 import { SpmTokenizer } from "./tokenizer/spm.js";
 import { GGMLType, type LlamaConfig, type ModelFile, type TensorData } from "./types.js";
 import { instantiateKernels, type DormantExports, type KernelChoice, type KernelVariant } from "./wasm.js";
@@ -625,8 +626,11 @@ function placeWeights(
   }
 }
 
-/** Loads a model by catalog name, path, or from bytes, and places it in a fresh wasm instance. */
-export async function loadModel(source: string | Uint8Array | ArrayBuffer, options: LoadOptions = {}): Promise<Model> {
+/**
+ * Loads a model and places it in a fresh wasm instance. The source is a catalog name or path
+ * (Node and Deno), a URL (fetched; in browsers every string is a URL), a Blob or File, or bytes.
+ */
+export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
   const precision = options.precision ?? "int8";
   if (precision !== "int8" && precision !== "f32") {
     optionMismatch("loadModel", {
@@ -641,7 +645,7 @@ export async function loadModel(source: string | Uint8Array | ArrayBuffer, optio
   }
 
   let file: ModelFile;
-  if (typeof source === "string") {
+  if (isPathSource(source)) {
     const resolved = await resolveModel(source, options);
     const bytes = await readFileBytes(resolved.modelPath);
     options.onProgress?.({ phase: "read", file: resolved.modelPath, loaded: bytes.length, total: bytes.length });
@@ -649,8 +653,8 @@ export async function loadModel(source: string | Uint8Array | ArrayBuffer, optio
     const tokenizer = tokenizerPath ? { bytes: await readFileBytes(tokenizerPath), source: tokenizerPath } : undefined;
     file = readModelFile(bytes, resolved.modelPath, tokenizer);
   } else {
-    const bytes = source instanceof Uint8Array ? source : new Uint8Array(source);
-    file = readModelFile(bytes, "<bytes>");
+    const { bytes, name } = await readModelSource(source, { where: "loadModel", onProgress: options.onProgress });
+    file = readModelFile(bytes, name);
   }
   file.sparsity ??= readSparsity(file);
   return createModel(file, { ...options, precision, kernels });

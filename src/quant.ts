@@ -14,6 +14,7 @@
  */
 
 import { formatMismatch } from "./errors.js";
+import { dequantizeBF16, dequantizeQ4_0, dequantizeQ4_K, dequantizeQ6_K } from "./quant-k.js";
 import { GGMLType, type TensorData } from "./types.js";
 
 /** Values per Q8_0 block. */
@@ -219,8 +220,9 @@ export function elementCount(dims: readonly number[]): number {
 }
 
 /**
- * Returns the f32 values of an F32, F16 or Q8_0 tensor in row-major order. An aligned F32
- * tensor comes back as a view of its bytes (no copy), so writing to it changes the source.
+ * Returns the f32 values of an F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K tensor in row-major order,
+ * bit-identical to ggml's dequantizers. An aligned F32 tensor comes back as a view of its bytes
+ * (no copy), so writing to it changes the source.
  */
 export function tensorToF32(tensor: TensorData): Float32Array {
   const count = elementCount(tensor.dims);
@@ -240,12 +242,20 @@ export function tensorToF32(tensor: TensorData): Float32Array {
       const rows = count / rowLength;
       return dequantizeQ8_0(decodeQ8_0Blocks(data, rowLength, rows), rowLength, rows);
     }
+    case GGMLType.BF16:
+      return dequantizeBF16(data, count);
+    case GGMLType.Q4_0:
+      return dequantizeQ4_0(data, count);
+    case GGMLType.Q4_K:
+      return dequantizeQ4_K(data, count);
+    case GGMLType.Q6_K:
+      return dequantizeQ6_K(data, count);
     default:
       return formatMismatch("tensorToF32", {
         source: tensor.name,
         field: "type",
         actual: String(tensor.type),
-        expected: "F32 (0), F16 (1) or Q8_0 (8)",
+        expected: "F32 (0), F16 (1), Q4_0 (2), Q8_0 (8), Q4_K (12), Q6_K (14) or BF16 (30)",
       });
   }
 }

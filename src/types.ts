@@ -29,7 +29,11 @@ export interface LlamaConfig {
 export enum GGMLType {
   F32 = 0,
   F16 = 1,
+  Q4_0 = 2,
   Q8_0 = 8,
+  Q4_K = 12,
+  Q6_K = 14,
+  BF16 = 30,
 }
 
 /** One tensor as stored in a file: raw bytes plus GGUF-order dims (dims[0] is the row length). */

@@ -7,6 +7,7 @@
  * reject the whole module.
  */
 
+import { env } from "./env.js";
 import { WasmError } from "./errors.js";
 
 /** The raw exports of build/dormant*.wasm; see assembly/index.ts. */
@@ -46,15 +47,49 @@ export type KernelChoice = "auto" | "exact" | "relaxed";
 /** Kernel variant actually running. */
 export type KernelVariant = "simd128" | "relaxed-simd";
 
+// Both dist/*.js bundles sit in dist/, beside build/, so one relative URL serves every host.
+// Bundlers that understand `new URL(..., import.meta.url)` copy the files along.
 const moduleUrls: Record<KernelVariant, URL> = {
   "simd128": new URL("../build/dormant.wasm", import.meta.url),
   "relaxed-simd": new URL("../build/dormant-relaxed.wasm", import.meta.url),
 };
 
+/** Module bytes given by setKernelModules (the single-file build embeds them as base64). */
+const givenBytes = new Map<KernelVariant, Uint8Array<ArrayBuffer>>();
+
 const compiled = new Map<KernelVariant, Promise<WebAssembly.Module | null>>();
 
+/** Where a kernel module comes from: a URL, or its bytes (base64 text or a Uint8Array). */
+export type KernelModuleSource = URL | string | Uint8Array;
+
+/**
+ * Replaces where the wasm modules are read from, for pages that serve them elsewhere than
+ * `../build/` beside the bundle. A string is a URL, except that the prefix "base64:" marks
+ * embedded bytes. Modules compiled before the call are dropped.
+ */
+export function setKernelModules(sources: Partial<Record<KernelVariant, KernelModuleSource>>): void {
+  for (const variant of Object.keys(sources) as KernelVariant[]) {
+    const source = sources[variant];
+    if (!(variant in moduleUrls) || source === undefined) continue;
+    compiled.delete(variant);
+    givenBytes.delete(variant);
+    if (source instanceof Uint8Array) {
+      givenBytes.set(variant, new Uint8Array(source));
+    } else if (typeof source === "string" && source.startsWith("base64:")) {
+      const text = atob(source.slice("base64:".length));
+      const bytes = new Uint8Array(text.length);
+      for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+      givenBytes.set(variant, bytes);
+    } else {
+      const base = (globalThis as { location?: { href?: string } }).location?.href ?? import.meta.url;
+      moduleUrls[variant] = new URL(source, base);
+    }
+  }
+}
+
 async function readUrlBytes(url: URL): Promise<Uint8Array<ArrayBuffer>> {
-  if (url.protocol === "file:") {
+  // Node and Deno read file: URLs from disk; browsers and workers fetch every URL.
+  if (url.protocol === "file:" && env.hasFileSystem) {
     const { readFile } = await import("node:fs/promises");
     const { fileURLToPath } = await import("node:url");
     return new Uint8Array(await readFile(fileURLToPath(url)));
@@ -75,7 +110,7 @@ function compileVariant(variant: KernelVariant): Promise<WebAssembly.Module | nu
     pending = (async () => {
       let bytes: Uint8Array<ArrayBuffer>;
       try {
-        bytes = await readUrlBytes(moduleUrls[variant]);
+        bytes = givenBytes.get(variant) ?? await readUrlBytes(moduleUrls[variant]);
       } catch (error) {
         if (error instanceof WasmError) throw error;
         throw new WasmError(

@@ -83,7 +83,7 @@ function expectedTensors(file: ModelFile, labels: Record<ConfigField, string>): 
     expected.set(`${prefix}attn_v.weight`, [d, kv]);
     expected.set(`${prefix}attn_output.weight`, [q, d]);
     expected.set(`${prefix}ffn_norm.weight`, [d]);
-    expected.set(`${prefix}ffn_gate.weight`, [d, hidden]);
+    if (file.config.gated !== false) expected.set(`${prefix}ffn_gate.weight`, [d, hidden]);
     expected.set(`${prefix}ffn_up.weight`, [d, hidden]);
     expected.set(`${prefix}ffn_down.weight`, [hidden, d]);
   }

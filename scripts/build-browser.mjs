@@ -1,0 +1,50 @@
+// Builds the browser bundles and prints the sizes that test/hosts.test.ts holds to limits.
+//   dist/dormant.browser.js  ESM, minified; reads ../build/dormant*.wasm relative to itself
+//   dist/dormant.single.js   the same plus both wasm modules as base64 (model weights never)
+
+import { build } from "esbuild";
+import { readFileSync, statSync } from "node:fs";
+import { gzipSync } from "node:zlib";
+
+const root = new URL("../", import.meta.url);
+const common = {
+  bundle: true,
+  platform: "browser",
+  format: "esm",
+  target: "es2022",
+  minify: true,
+  // io.ts imports node: builtins lazily; browsers never reach those calls.
+  external: ["node:*"],
+  logLevel: "warning",
+  absWorkingDir: new URL(".", root).pathname,
+};
+
+await build({ ...common, entryPoints: ["src/browser.ts"], outfile: "dist/dormant.browser.js" });
+
+const base64 = (path) => readFileSync(new URL(path, root)).toString("base64");
+await build({
+  ...common,
+  stdin: {
+    contents: [
+      'import { setKernelModules } from "./src/wasm.js";',
+      `setKernelModules({ "simd128": "base64:${base64("build/dormant.wasm")}", "relaxed-simd": "base64:${base64("build/dormant-relaxed.wasm")}" });`,
+      'export * from "./src/browser.js";',
+    ].join("\n"),
+    resolveDir: new URL(".", root).pathname,
+    sourcefile: "single.js",
+    loader: "js",
+  },
+  outfile: "dist/dormant.single.js",
+});
+
+const kib = (bytes) => `${(bytes / 1024).toFixed(1)} KiB`;
+for (const [path, limit] of [
+  ["build/dormant.wasm", 64],
+  ["build/dormant-relaxed.wasm", 64],
+  ["dist/dormant.browser.js", 100],
+  ["dist/dormant.single.js", undefined],
+]) {
+  const bytes = readFileSync(new URL(path, root));
+  const status = limit === undefined ? "" : statSync(new URL(path, root)).size <= limit * 1024 ? `  (limit ${limit} KiB)` : `  OVER the ${limit} KiB limit`;
+  console.log(`${path.padEnd(28)} ${kib(bytes.byteLength).padStart(10)}  gzip ${kib(gzipSync(bytes).byteLength).padStart(9)}${status}`);
+}

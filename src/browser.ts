@@ -1,0 +1,18 @@
+// The browser entry (dist/dormant.browser.js): the public API of index.ts without the parts that
+// need a file system (the model catalog and its cache). loadModel takes a URL, Blob, File or bytes.
+
+export { loadModel, createModel, Model } from "./model.js";
+export type { LoadOptions, LoadProgress, ModelStats, Precision } from "./model.js";
+export type { GenerateOptions, GeneratedPiece, GenerationSummary } from "./generate.js";
+export type { SamplerOptions } from "./sampler.js";
+export { evaluate, splitDocuments } from "./eval/perplexity.js";
+export type { EvaluateOptions, EvaluateResult } from "./eval/perplexity.js";
+export { readModelFile } from "./formats/index.js";
+export { parseGGUF, writeGGUF } from "./gguf.js";
+export { convertToGGUF } from "./convert.js";
+export { SpmTokenizer } from "./tokenizer/spm.js";
+export { DormantError, FormatError, OptionError, WasmError, ModelSourceError } from "./errors.js";
+export type { LlamaConfig, ModelFile, TensorData, Vocab } from "./types.js";
+export type { ModelSource } from "./source.js";
+export { setKernelModules } from "./wasm.js";
+export type { KernelChoice, KernelModuleSource, KernelVariant } from "./wasm.js";

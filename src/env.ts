@@ -1,0 +1,71 @@
+/**
+ * The one place that probes the host's globals. Every other module asks `env` instead of
+ * testing `process`, `Deno` or `window` itself, so a new host needs changes here only.
+ * The answers are computed once, when the module loads, and frozen.
+ */
+
+/** Which kind of host runs the code. */
+export type HostKind = "node" | "deno" | "browser" | "worker" | "unknown";
+
+/** What this host offers; see `env`. */
+export interface HostEnvironment {
+  /** Node.js (and not Deno, which also defines `process`). */
+  readonly isNode: boolean;
+  readonly isDeno: boolean;
+  /** A browser page's main thread. */
+  readonly isBrowser: boolean;
+  /** A Web Worker of any kind (dedicated, shared or service). */
+  readonly isWorker: boolean;
+  readonly kind: HostKind;
+  /** Version of the runtime: Node's or Deno's; undefined in browsers. */
+  readonly version: string | undefined;
+  /** Whether `node:fs` can be imported, so model paths and file: URLs can be read. */
+  readonly hasFileSystem: boolean;
+  readonly hasFetch: boolean;
+  /** Whether `crypto.subtle` exists (browsers: only in secure contexts such as http://127.0.0.1). */
+  readonly hasWebCrypto: boolean;
+  readonly hasSharedArrayBuffer: boolean;
+  /** Whether the page is cross-origin isolated, which browsers require to share wasm memory. */
+  readonly crossOriginIsolated: boolean;
+}
+
+interface HostGlobals {
+  process?: { versions?: { node?: string } };
+  Deno?: { version?: { deno?: string } };
+  window?: unknown;
+  document?: unknown;
+  WorkerGlobalScope?: unknown;
+  fetch?: unknown;
+  crypto?: { subtle?: unknown };
+  SharedArrayBuffer?: unknown;
+  crossOriginIsolated?: boolean;
+}
+
+function probe(): HostEnvironment {
+  const host = globalThis as HostGlobals;
+  const denoVersion = host.Deno?.version?.deno;
+  const isDeno = typeof denoVersion === "string";
+  // Deno 2 defines `process` with a Node version for compatibility, so Deno is tested first.
+  const nodeVersion = host.process?.versions?.node;
+  const isNode = !isDeno && typeof nodeVersion === "string";
+  const scope = host.WorkerGlobalScope;
+  const isWorker = !isNode && !isDeno && typeof scope === "function" && globalThis instanceof scope;
+  const isBrowser = !isNode && !isDeno && !isWorker && typeof host.window === "object" && typeof host.document === "object";
+  const kind: HostKind = isNode ? "node" : isDeno ? "deno" : isBrowser ? "browser" : isWorker ? "worker" : "unknown";
+  return Object.freeze({
+    isNode,
+    isDeno,
+    isBrowser,
+    isWorker,
+    kind,
+    version: isDeno ? denoVersion : isNode ? nodeVersion : undefined,
+    hasFileSystem: isNode || isDeno,
+    hasFetch: typeof host.fetch === "function",
+    hasWebCrypto: typeof host.crypto?.subtle === "object" && host.crypto.subtle !== null,
+    hasSharedArrayBuffer: typeof host.SharedArrayBuffer === "function",
+    crossOriginIsolated: host.crossOriginIsolated === true,
+  });
+}
+
+/** Facts about the running host, probed once at load time. */
+export const env: HostEnvironment = probe();
