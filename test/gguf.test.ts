@@ -210,6 +210,7 @@ describe("ggufToModelFile", () => {
       norm_eps: Math.fround(1e-5),
       rope_theta: 10000,
       activation: "silu",
+      gated: true,
     });
   });
 

@@ -246,6 +246,7 @@ export function readLlama2cCheckpoint(bytes: Uint8Array, source: string): ModelF
     norm_eps: 1e-5,
     rope_theta: 10000,
     activation: "silu",
+    gated: true,
   };
   const file: ModelFile = { source, format: "llama2c", config, tensors, metadata: new Map() };
   validateModelTensors(file);
