@@ -1,12 +1,16 @@
 // The public API of dormant. Anything not exported here is internal and may change.
 
 export { loadModel, createModel, Model } from "./model.js";
-export type { LoadOptions, LoadProgress, ModelStats, Precision } from "./model.js";
+export type { LayerStats, LoadOptions, LoadProgress, ModelStats, Precision, RuntimeSparsity, SparsityMode, TraceStep } from "./model.js";
 export type { GenerateOptions, GeneratedPiece, GenerationSummary } from "./generate.js";
 export type { SamplerOptions } from "./sampler.js";
 export { evaluate, splitDocuments } from "./eval/perplexity.js";
 export type { EvaluateOptions, EvaluateResult } from "./eval/perplexity.js";
 export { readModelFile } from "./formats/index.js";
+export { calibrate, collectActivations, fitSparsity, measureSparsity } from "./sparsity/calibrate.js";
+export type { CalibrateOptions, LayerSparsity } from "./sparsity/calibrate.js";
+export { readSparsity, writeSparsityGGUF } from "./sparsity/format.js";
+export type { SparsityData } from "./sparsity/format.js";
 export { parseGGUF, writeGGUF } from "./gguf.js";
 export { convertToGGUF } from "./convert.js";
 export { resolveModel, loadCatalog } from "./catalog.js";
