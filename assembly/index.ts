@@ -5,7 +5,7 @@
 
 import { arenaAlloc, arenaReset, arenaUsed } from "./memory";
 import { dotQ8SelfTest } from "./kernels/matvec_q8";
-import { setActivation as setActivationKind, setConfig } from "./model/config";
+import { setActivation as setActivationKind, setConfig, setRope as setRopeKind } from "./model/config";
 import {
   allocSparse, bundleStride as sparseBundleStride, setBundles as setLayerBundles, setMode as setSparseMode,
   setSparsity as setLayerSparsity, setThreshold as setLayerThreshold, sparseBytes, statsPointer,
@@ -44,7 +44,7 @@ export function modelStateBytes(
   dim: i32, hiddenDim: i32, nLayers: i32, nHeads: i32, nKvHeads: i32, vocabSize: i32, seqLen: i32,
 ): f64 {
   setConfig(dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize, seqLen, 1e-5, 10000, 1);
-  return <f64>stateBytes() + <f64>(12 * nLayers * 8 + 64);
+  return <f64>stateBytes() + <f64>(15 * nLayers * 8 + 64);
 }
 
 /** Registers tensor (slot, layer): data pointer and, for int8 matrices, the block-scale pointer. */
@@ -120,4 +120,10 @@ export function setThreshold(layer: i32, threshold: f32, cutoff: f32): void {
 /** Runs the FFN of a layer `repeats` times on `input` (dim f32), for benchmarks. */
 export function ffnRepeat(layer: i32, input: usize, repeats: i32): void {
   ffnRepeatLayer(layer, input, repeats);
+}
+export { tune } from "./model/sparse";
+
+/** Sets the RoPE pairing: 0 adjacent pairs (llama), 1 halves (NEOX, qwen2). */
+export function setRope(neox: i32): void {
+  setRopeKind(neox);
 }

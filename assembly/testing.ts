@@ -36,3 +36,14 @@ export function allocReset(): void {
   arenaReset(TEST_ARENA_BUDGET);
   arenaReady = true;
 }
+export {
+  dotRowQ8Ref,
+  dotRows4Q8,
+  dotRows4Q8Ref,
+  accumulate4Q8,
+  accumulate4Q8Ref,
+  applyBlockScales,
+  applyBlockScalesRef,
+  touchLines,
+} from "./kernels/sparse_q8";
+export { cutoffBounds, selectCandidates, selectCandidatesRef } from "./kernels/candidates";

@@ -35,22 +35,22 @@ function buildMetadata(model: ModelFile, options: ConvertOptions): GGUFMetadataE
   const u32 = (key: string, value: number): GGUFMetadataEntry => ({ key, type: GGUFValueType.UINT32, value });
   const f32 = (key: string, value: number): GGUFMetadataEntry => ({ key, type: GGUFValueType.FLOAT32, value });
   const metadata: GGUFMetadataEntry[] = [
-    { key: "general.architecture", type: GGUFValueType.STRING, value: "llama" },
+    { key: "general.architecture", type: GGUFValueType.STRING, value: config.architecture },
     { key: "general.name", type: GGUFValueType.STRING, value: modelName(model) },
     u32("general.file_type", FILE_TYPE[options.type]),
   ];
   if (options.type === "q8_0") metadata.push(u32("general.quantization_version", QUANTIZATION_VERSION));
   if (config.activation !== "silu") metadata.push({ key: FFN_ACTIVATION_KEY, type: GGUFValueType.STRING, value: config.activation });
   metadata.push(
-    u32("llama.context_length", config.seq_len),
-    u32("llama.embedding_length", config.dim),
-    u32("llama.block_count", config.n_layers),
-    u32("llama.feed_forward_length", config.hidden_dim),
-    u32("llama.rope.dimension_count", config.dim / config.n_heads),
-    u32("llama.attention.head_count", config.n_heads),
-    u32("llama.attention.head_count_kv", config.n_kv_heads),
-    f32("llama.attention.layer_norm_rms_epsilon", config.norm_eps),
-    f32("llama.rope.freq_base", config.rope_theta),
+    u32(`${config.architecture}.context_length`, config.seq_len),
+    u32(`${config.architecture}.embedding_length`, config.dim),
+    u32(`${config.architecture}.block_count`, config.n_layers),
+    u32(`${config.architecture}.feed_forward_length`, config.hidden_dim),
+    u32(`${config.architecture}.rope.dimension_count`, config.dim / config.n_heads),
+    u32(`${config.architecture}.attention.head_count`, config.n_heads),
+    u32(`${config.architecture}.attention.head_count_kv`, config.n_kv_heads),
+    f32(`${config.architecture}.attention.layer_norm_rms_epsilon`, config.norm_eps),
+    f32(`${config.architecture}.rope.freq_base`, config.rope_theta),
     { key: "tokenizer.ggml.model", type: GGUFValueType.STRING, value: vocab.model },
     { key: "tokenizer.ggml.tokens", type: GGUFValueType.ARRAY, elementType: GGUFValueType.STRING, value: vocab.tokens },
     { key: "tokenizer.ggml.scores", type: GGUFValueType.ARRAY, elementType: GGUFValueType.FLOAT32, value: Array.from(vocab.scores) },

@@ -24,6 +24,7 @@
 import { formatMismatch } from "./errors.js";
 import { validateModelTensors } from "./formats/index.js";
 import { elementCount, Q8_0_BLOCK_BYTES, Q8_0_BLOCK_VALUES } from "./quant.js";
+import { Q4_0_BLOCK_BYTES, Q4_0_BLOCK_VALUES, Q4_K_BLOCK_BYTES, Q6_K_BLOCK_BYTES, QK_K } from "./quant-k.js";
 import { GGMLType, type LlamaConfig, type ModelFile, type TensorData, type Vocab } from "./types.js";
 
 /** GGUF metadata value types, with the spec's ids. */
@@ -95,17 +96,43 @@ export function ggmlTypeName(type: number): string {
   return name === undefined ? `unknown type ${type}` : `${name} (type ${type})`;
 }
 
+/** Block shape of each type dormant reads (ggml's blck_size and type_size), in the order messages list them. */
+const TYPE_BLOCKS: ReadonlyMap<GGMLType, { values: number; bytes: number }> = new Map([
+  [GGMLType.F32, { values: 1, bytes: 4 }],
+  [GGMLType.F16, { values: 1, bytes: 2 }],
+  [GGMLType.BF16, { values: 1, bytes: 2 }],
+  [GGMLType.Q8_0, { values: Q8_0_BLOCK_VALUES, bytes: Q8_0_BLOCK_BYTES }],
+  [GGMLType.Q4_0, { values: Q4_0_BLOCK_VALUES, bytes: Q4_0_BLOCK_BYTES }],
+  [GGMLType.Q4_K, { values: QK_K, bytes: Q4_K_BLOCK_BYTES }],
+  [GGMLType.Q6_K, { values: QK_K, bytes: Q6_K_BLOCK_BYTES }],
+]);
+
+/** Names of the supported types, "F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K". */
+const SUPPORTED_TYPE_LIST = (() => {
+  const names = [...TYPE_BLOCKS.keys()].map((type) => GGMLType[type]);
+  return `${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}`;
+})();
+
 /** Returns whether dormant reads tensors of this GGML type. */
 export function isSupportedType(type: number): type is GGMLType {
-  return type === GGMLType.F32 || type === GGMLType.F16 || type === GGMLType.Q8_0;
+  return TYPE_BLOCKS.has(type);
 }
 
-/** Computes the byte length of a tensor of a supported type (Q8_0 needs dims[0] % 32 == 0). */
+/** Returns the values per block of a supported type: every row length must be a multiple of it. */
+export function typeBlockValues(type: GGMLType): number {
+  return TYPE_BLOCKS.get(type)!.values;
+}
+
+/** Computes the byte length of a tensor of a supported type whose dims[0] is a multiple of the block size. */
 export function tensorByteLength(dims: readonly number[], type: GGMLType): number {
-  const count = elementCount(dims);
-  if (type === GGMLType.F32) return count * 4;
-  if (type === GGMLType.F16) return count * 2;
-  return (count / Q8_0_BLOCK_VALUES) * Q8_0_BLOCK_BYTES;
+  const block = TYPE_BLOCKS.get(type)!;
+  return (elementCount(dims) / block.values) * block.bytes;
+}
+
+/** Returns the expected-text for a row length that is not a multiple of the type's block size. */
+function rowLengthExpectation(type: GGMLType): string {
+  const values = typeBlockValues(type);
+  return `a multiple of ${values} for ${GGMLType[type]} (one block is ${values} values)`;
 }
 
 function alignUp(offset: number, alignment: number): number {
@@ -313,19 +340,20 @@ function readTensorInfo(reader: Reader, index: number, names: Set<string>): Tens
   const dims: number[] = [];
   for (let d = 0; d < nDims; d++) {
     const size = reader.u64();
-    // Every supported type takes at least one byte per element, so no dimension exceeds the file length.
-    if (typeof size === "bigint" || size < 1 || size > reader.bytes.length) {
-      reader.fail(`tensor ${name} dims[${d}]`, String(size), `1..${reader.bytes.length} for a file of ${reader.bytes.length} bytes`, "corrupt tensor info");
+    // Every supported type takes at least 4.5 bits per value (Q4_0, Q4_K), so no dimension exceeds twice the file length.
+    if (typeof size === "bigint" || size < 1 || size > 2 * reader.bytes.length) {
+      reader.fail(`tensor ${name} dims[${d}]`, String(size), `1..${2 * reader.bytes.length} for a file of ${reader.bytes.length} bytes`, "corrupt tensor info");
     }
     dims.push(size);
   }
 
   const type = reader.u32();
   if (!isSupportedType(type)) {
-    reader.fail(`tensor ${name} type`, ggmlTypeName(type), "F32, F16 or Q8_0", "dormant does not read this quantization yet; use an F32, F16 or Q8_0 file");
+    reader.fail(`tensor ${name} type`, ggmlTypeName(type), SUPPORTED_TYPE_LIST, "dormant does not read this quantization yet, so use a file of one of these types");
   }
-  if (type === GGMLType.Q8_0 && dims[0] % Q8_0_BLOCK_VALUES !== 0) {
-    reader.fail(`tensor ${name} dims[0]`, String(dims[0]), "a multiple of 32 for Q8_0 (one block is 32 values)");
+  // dims[0] is the row length, and ggml never lets a block span two rows.
+  if (dims[0] % typeBlockValues(type) !== 0) {
+    reader.fail(`tensor ${name} dims[0]`, String(dims[0]), rowLengthExpectation(type));
   }
   const offset = reader.u64();
   if (typeof offset === "bigint") {
@@ -512,6 +540,12 @@ export function ggufToVocab(gguf: GGUFFile, source: string): Vocab {
   };
 }
 
+/**
+ * Supported architectures and their RoPE pairing, by llama.cpp's per-architecture rule: "llama"
+ * rotates adjacent pairs (NORM), "qwen2" rotates the two halves of each head (NEOX).
+ */
+const ROPE_TYPES: Record<string, "norm" | "neox"> = { llama: "norm", qwen2: "neox" };
+
 /** GGUF key naming the FFN activation of llama-family files; llama.cpp files (SwiGLU) lack it. */
 export const FFN_ACTIVATION_KEY = "dormant.ffn_activation";
 
@@ -533,9 +567,14 @@ function ffnActivation(meta: MetadataReader, metadata: Map<string, GGUFValue>): 
 export function ggufToModelFile(gguf: GGUFFile, source: string): ModelFile {
   const meta = new MetadataReader(gguf.metadata, source);
   const architecture = meta.string("general.architecture");
-  if (architecture !== "llama") {
-    meta.fail("metadata general.architecture", JSON.stringify(architecture), `"llama"`, "only Llama-style models are supported so far");
+  const ropeType = ROPE_TYPES[architecture];
+  if (ropeType === undefined) {
+    meta.fail(
+      "metadata general.architecture", JSON.stringify(architecture),
+      Object.keys(ROPE_TYPES).map((name) => `"${name}"`).join(" or "), "this architecture is not supported",
+    );
   }
+  const key = (name: string): string => `${architecture}.${name}`;
 
   const vocab = meta.has("tokenizer.ggml.model") ? ggufToVocab(gguf, source) : undefined;
   const embedding = gguf.tensors.get("token_embd.weight");
@@ -543,18 +582,19 @@ export function ggufToModelFile(gguf: GGUFFile, source: string): ModelFile {
     meta.fail("tensor token_embd.weight", "missing", "a tensor of shape [dim, vocab_size]", "and the file has no tokenizer.ggml.tokens to give vocab_size");
   }
 
-  const n_heads = meta.positiveInteger("llama.attention.head_count");
+  const n_heads = meta.positiveInteger(key("attention.head_count"));
   const config: LlamaConfig = {
     architecture,
-    dim: meta.positiveInteger("llama.embedding_length"),
-    hidden_dim: meta.positiveInteger("llama.feed_forward_length"),
-    n_layers: meta.positiveInteger("llama.block_count"),
+    dim: meta.positiveInteger(key("embedding_length")),
+    hidden_dim: meta.positiveInteger(key("feed_forward_length")),
+    n_layers: meta.positiveInteger(key("block_count")),
     n_heads,
-    n_kv_heads: meta.positiveInteger("llama.attention.head_count_kv", n_heads),
+    n_kv_heads: meta.positiveInteger(key("attention.head_count_kv"), n_heads),
     vocab_size: vocab !== undefined ? vocab.tokens.length : embedding!.dims[1] ?? 1,
-    seq_len: meta.positiveInteger("llama.context_length"),
-    norm_eps: meta.float("llama.attention.layer_norm_rms_epsilon", 1e-5),
-    rope_theta: meta.float("llama.rope.freq_base", 10000),
+    seq_len: meta.positiveInteger(key("context_length")),
+    norm_eps: meta.float(key("attention.layer_norm_rms_epsilon"), 1e-5),
+    rope_theta: meta.float(key("rope.freq_base"), 10000),
+    rope_type: ropeType,
     activation: ffnActivation(meta, gguf.metadata),
     // A FFN without gate tensors is act(up x) followed by down.
     gated: gguf.tensors.has("blk.0.ffn_gate.weight"),
@@ -694,8 +734,8 @@ function checkTensorForWrite(tensor: TensorData, names: Set<string>): void {
   }
   // Unsupported type ids are written with their bytes as given, so tests can build files that readers must reject.
   if (!isSupportedType(tensor.type)) return;
-  if (tensor.type === GGMLType.Q8_0 && tensor.dims[0] % Q8_0_BLOCK_VALUES !== 0) {
-    writeFail(`${field} dims[0]`, String(tensor.dims[0]), "a multiple of 32 for Q8_0");
+  if (tensor.dims[0] % typeBlockValues(tensor.type) !== 0) {
+    writeFail(`${field} dims[0]`, String(tensor.dims[0]), rowLengthExpectation(tensor.type));
   }
   const byteLength = tensorByteLength(tensor.dims, tensor.type);
   if (tensor.data.length !== byteLength) {
@@ -706,8 +746,8 @@ function checkTensorForWrite(tensor: TensorData, names: Set<string>): void {
 /**
  * Writes a GGUF v3 file. Each metadata entry carries its value type (arrays also their element
  * type). Tensor data are placed in order, each at a multiple of `alignment`. For an alignment
- * other than 32, `general.alignment` is added when absent. Tensors of a type id other than
- * F32, F16 or Q8_0 are written with their bytes unchecked.
+ * other than 32, `general.alignment` is added when absent. Tensors of a type id that
+ * isSupportedType rejects are written with their bytes unchecked.
  */
 export function writeGGUF(model: { metadata: GGUFMetadataEntry[]; tensors: TensorData[] }, alignment = DEFAULT_ALIGNMENT): Uint8Array {
   if (!Number.isSafeInteger(alignment) || alignment < 1 || (alignment & (alignment - 1)) !== 0 || alignment > 2 ** 30) {

@@ -118,6 +118,7 @@ const DEFAULT_MAX_CONTEXT = 4096;
 enum Slot {
   TOKEN_EMBD = 0, OUTPUT = 1, OUTPUT_NORM = 2, ATTN_NORM = 3, ATTN_Q = 4, ATTN_K = 5,
   ATTN_V = 6, ATTN_OUTPUT = 7, FFN_NORM = 8, FFN_GATE = 9, FFN_UP = 10, FFN_DOWN = 11,
+  ATTN_Q_BIAS = 12, ATTN_K_BIAS = 13, ATTN_V_BIAS = 14,
 }
 
 const layerMatrices: Array<[Slot, string]> = [
@@ -145,9 +146,14 @@ function matrixBytes(rows: number, cols: number, precision: Precision): number {
   return align64(groupRows * pad32(cols)) + align64((groupRows * pad32(cols)) / 32 * 4);
 }
 
+/** Bytes of the scales after one bundle row: pad32(dim) / 32 f32, padded to 16 bytes. */
+function bundleScaleBytes(dim: number): number {
+  return Math.ceil(((pad32(dim) / 32) * 4) / 16) * 16;
+}
+
 /** Bytes of one neuron bundle; assembly/model/sparse.ts defines the layout. */
 function bundleStride(dim: number): number {
-  return align64(3 * pad32(dim) + 2 * (pad32(dim) / 32) * 4);
+  return align64(3 * pad32(dim) + 2 * bundleScaleBytes(dim));
 }
 
 /** Bytes of one layer's FFN as bundles plus down-column scales. */
@@ -156,9 +162,9 @@ function bundleBytes(config: LlamaConfig): number {
     align64((pad32(config.hidden_dim) / 32) * pad32(config.dim) * 4);
 }
 
-/** Bytes of one layer's predictor of rank r: P_down int8 (runtime layout) and P_up f32. */
+/** Bytes of one layer's predictor of rank r: P_down and P_up, both int8 in the runtime layout. */
 function predictorBytes(config: LlamaConfig, rank: number): number {
-  return matrixBytes(rank, config.dim, "int8") + align64(config.hidden_dim * rank * 4);
+  return matrixBytes(rank, config.dim, "int8") + matrixBytes(config.hidden_dim, rank, "int8");
 }
 
 /** Bytes of all weights of `config` in the runtime layout. */
@@ -170,7 +176,8 @@ export function weightBytes(config: LlamaConfig, precision: Precision, tied: boo
     ? bundleBytes(config) + (rank > 0 ? predictorBytes(config, rank) : 0)
     : matrixBytes(hidden_dim, dim, precision) * (ffnMatrices - 1) + matrixBytes(dim, hidden_dim, precision);
   const perLayer =
-    2 * align64(dim * 4) +
+    // norms, plus room for the optional Q/K/V biases
+    2 * align64(dim * 4) + align64(dim * 4) + 2 * align64(kvDim * 4) +
     matrixBytes(dim, dim, precision) * 2 +
     matrixBytes(kvDim, dim, precision) * 2 +
     ffn;
@@ -562,6 +569,9 @@ function placeWeights(
     const hiddenPad = pad32(config.hidden_dim);
     const stride = wasm.bundleStride();
     const blocksPerRow = dimPad / 32;
+    // section offsets: gate row, its scales, up row, its scales, down column
+    const upAt = dimPad + bundleScaleBytes(config.dim);
+    const downAt = 2 * upAt;
     const gate = rowMajorQ8(`blk.${l}.${gated ? "ffn_gate" : "ffn_up"}.weight`);
     const up = gated ? rowMajorQ8(`blk.${l}.ffn_up.weight`) : null;
     const down = rowMajorQ8(`blk.${l}.ffn_down.weight`);
@@ -574,11 +584,11 @@ function placeWeights(
     for (let j = 0; j < config.hidden_dim; j++) {
       const at = j * stride;
       bytes.set(gateBytes.subarray(j * dimPad, (j + 1) * dimPad), at);
-      if (upBytes) bytes.set(upBytes.subarray(j * dimPad, (j + 1) * dimPad), at + dimPad);
-      for (let i = 0; i < config.dim; i++) bytes[at + 2 * dimPad + i] = down.quants[i * down.cols + j] & 0xff;
+      if (upBytes) bytes.set(upBytes.subarray(j * dimPad, (j + 1) * dimPad), at + upAt);
+      for (let i = 0; i < config.dim; i++) bytes[at + downAt + i] = down.quants[i * down.cols + j] & 0xff;
       for (let b = 0; b < blocksPerRow; b++) {
-        view.setFloat32(at + 3 * dimPad + b * 4, gate.scales[j * blocksPerRow + b], true);
-        if (up) view.setFloat32(at + 3 * dimPad + (blocksPerRow + b) * 4, up.scales[j * blocksPerRow + b], true);
+        view.setFloat32(at + dimPad + b * 4, gate.scales[j * blocksPerRow + b], true);
+        if (up) view.setFloat32(at + upAt + dimPad + b * 4, up.scales[j * blocksPerRow + b], true);
       }
     }
     // down scales: (hidden_pad / 32, dim_pad), scale of output i for neuron block b
@@ -602,14 +612,22 @@ function placeWeights(
     new Int8Array(wasm.memory.buffer, quantPointer, runtime.quants.length).set(runtime.quants);
     const scalePointer = allocOrThrow(runtime.scales.byteLength, `blk.${l}.ffn_pred_down scales`);
     new Float32Array(wasm.memory.buffer, scalePointer, runtime.scales.length).set(runtime.scales);
-    const upPointer = allocOrThrow(data.predictorUp[l].byteLength, `blk.${l}.ffn_pred_up`);
-    new Float32Array(wasm.memory.buffer, upPointer, data.predictorUp[l].length).set(data.predictorUp[l]);
+    // P_up as int8 rows of pad32(rank), its scales after the 64-aligned quants
+    const up = quantizeQ8_0(data.predictorUp[l], rank, config.hidden_dim);
+    const upRuntime = interleaveQ8Rows(up.quants, up.scales, config.hidden_dim, pad32(rank));
+    const upScalesAt = align64(upRuntime.quants.byteLength);
+    const upPointer = allocOrThrow(upScalesAt + upRuntime.scales.byteLength, `blk.${l}.ffn_pred_up`);
+    new Int8Array(wasm.memory.buffer, upPointer, upRuntime.quants.length).set(upRuntime.quants);
+    new Float32Array(wasm.memory.buffer, upPointer + upScalesAt, upRuntime.scales.length).set(upRuntime.scales);
     wasm.setSparsity(l, quantPointer, scalePointer, upPointer, rank, data.thresholds[l], data.cutoffs[l]);
   };
 
   for (let l = 0; l < config.n_layers; l++) {
     placeVector(Slot.ATTN_NORM, l, `blk.${l}.attn_norm.weight`);
     placeVector(Slot.FFN_NORM, l, `blk.${l}.ffn_norm.weight`);
+    for (const [slot, short] of [[Slot.ATTN_Q_BIAS, "attn_q"], [Slot.ATTN_K_BIAS, "attn_k"], [Slot.ATTN_V_BIAS, "attn_v"]] as const) {
+      if (tensors.has(`blk.${l}.${short}.bias`)) placeVector(slot, l, `blk.${l}.${short}.bias`);
+    }
     for (const [slot, short] of layerMatrices) {
       if (slot === Slot.FFN_GATE || slot === Slot.FFN_UP || slot === Slot.FFN_DOWN) continue;
       placeMatrix(slot, l, `blk.${l}.${short}.weight`);
@@ -709,6 +727,7 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
   }
 
   wasm.setActivation(ACTIVATION_NUMBERS[config.activation], config.gated === false ? 0 : 1);
+  wasm.setRope(config.rope_type === "neox" ? 1 : 0);
   if (wasm.sparseInit(rank) !== 1) {
     throw new WasmError(`loadModel: ${file.source}: sparse tables do not fit the reserved budget of ${budget} bytes`, {
       source: file.source, field: "memory", actual: "over budget", expected: `${budget} bytes`,

@@ -6,7 +6,7 @@
 
 /** Hyperparameters of a Llama-style decoder, in the spelling of llama2.c's Config. */
 export interface LlamaConfig {
-  /** GGUF `general.architecture`; only "llama" for now. */
+  /** GGUF `general.architecture`: "llama" or "qwen2". */
   architecture: string;
   dim: number;
   hidden_dim: number;
@@ -23,6 +23,8 @@ export interface LlamaConfig {
   activation: "silu" | "relu" | "gelu";
   /** Whether the FFN is gated, act(gate x) · up x (true when ffn_gate tensors exist; default true). */
   gated?: boolean;
+  /** RoPE pairing: "norm" rotates adjacent pairs (llama, llama2.c), "neox" the halves of a head (qwen2). Default "norm". */
+  rope_type?: "norm" | "neox";
 }
 
 /** GGML tensor types that the readers understand. Values are GGML's own type ids. */
@@ -58,22 +60,34 @@ export enum TokenType {
 }
 
 /**
- * A SentencePiece-style vocabulary in GGUF form: pieces use "▁" (U+2581) for spaces and
- * byte-fallback pieces are spelled "<0xAB>".
+ * A vocabulary in GGUF form. SentencePiece pieces ("llama") use "▁" (U+2581) for spaces and
+ * spell byte-fallback pieces "<0xAB>". Byte-level BPE pieces ("gpt2") spell bytes in GPT-2's
+ * byte-to-unicode alphabet ("Ġ" is a space) and come with ranked merges.
  */
 export interface Vocab {
-  /** GGUF `tokenizer.ggml.model`, "llama" for SentencePiece BPE. */
+  /** GGUF `tokenizer.ggml.model`: "llama" for SentencePiece BPE, "gpt2" for byte-level BPE. */
   model: string;
   tokens: string[];
   scores: Float32Array;
   types: Int32Array;
   bos_id: number;
   eos_id: number;
+  /** Unknown-token id; -1 when a byte-level BPE vocabulary has none. */
   unk_id: number;
   /** Whether encode() prepends BOS by default (GGUF `tokenizer.ggml.add_bos_token`). */
   add_bos: boolean;
   /** Whether encode() adds the SentencePiece dummy-prefix space to non-empty text. */
   add_space_prefix: boolean;
+  /** Whether encode() appends EOS by default (GGUF `tokenizer.ggml.add_eos_token`; default false). */
+  add_eos?: boolean;
+  /** GGUF `tokenizer.ggml.merges` of a "gpt2" vocabulary: "left right" pairs, index = rank. */
+  merges?: string[];
+  /** GGUF `tokenizer.ggml.pre`: the pre-tokenizer of a "gpt2" vocabulary ("llama-bpe", "qwen2", ...). */
+  pre?: string;
+  /** GGUF `tokenizer.ggml.eot_token_id`: end of turn in chat models. */
+  eot_id?: number;
+  /** GGUF `general.name`; llama.cpp sets per-token strip rules by model name (Phi-3). */
+  name?: string;
 }
 
 /** A model file after parsing: config, tensors by GGUF name, vocabulary, and format facts. */

@@ -39,6 +39,7 @@ export interface DormantExports {
   sparseStats(): number;
   setTrace(pointer: number): void;
   ffnRepeat(layer: number, input: number, repeats: number): void;
+  setRope(neox: number): void;
 }
 
 /** Which module to use: "auto" tries relaxed SIMD first, the others force one. */

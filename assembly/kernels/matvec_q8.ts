@@ -80,7 +80,7 @@ export function dotBlock(wBlock: usize, xa0: v128, xa1: v128, xb0: v128, xb1: v1
 
 // Transposes and adds four i32x4 partial sums: lane k of the result is the total of sK's lanes.
 @inline
-function sumLanes4(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+export function sumLanes4(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
   const t01 = i32x4.add(v128.shuffle<i32>(s0, s1, 0, 4, 1, 5), v128.shuffle<i32>(s0, s1, 2, 6, 3, 7));
   const t23 = i32x4.add(v128.shuffle<i32>(s2, s3, 0, 4, 1, 5), v128.shuffle<i32>(s2, s3, 2, 6, 3, 7));
   return i32x4.add(v128.shuffle<i32>(t01, t23, 0, 1, 4, 5), v128.shuffle<i32>(t01, t23, 2, 3, 6, 7));

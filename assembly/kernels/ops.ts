@@ -192,3 +192,27 @@ export function ropeAdjacent(vec: usize, headCount: i32, head_size: i32, pos: i3
     }
   }
 }
+
+/**
+ * Rotates the pairs (v[j], v[j + head_size/2]) of each of headCount heads by pos · θ^(-2j / head_size):
+ * the "NEOX" rope of GPT-NeoX-style checkpoints (Qwen2, and Llama checkpoints converted without
+ * the Q/K row permutation). Same angles and f32 steps as ropeAdjacent; only the pairing differs.
+ */
+export function ropeHalves(vec: usize, headCount: i32, head_size: i32, pos: i32, theta: f32): void {
+  const half = head_size >> 1;
+  for (let j = 0; j < half; j++) {
+    const freq = <f32>1 / Mathf.pow(theta, <f32>(j << 1) / <f32>head_size);
+    const angle = <f32>pos * freq;
+    const cosAngle = Mathf.cos(angle);
+    const sinAngle = Mathf.sin(angle);
+
+    for (let h = 0; h < headCount; h++) {
+      const first = vec + ((<usize>h * <usize>head_size + <usize>j) << 2);
+      const second = first + (<usize>half << 2);
+      const v0 = load<f32>(first);
+      const v1 = load<f32>(second);
+      store<f32>(first, v0 * cosAngle - v1 * sinAngle);
+      store<f32>(second, v0 * sinAngle + v1 * cosAngle);
+    }
+  }
+}

@@ -27,6 +27,13 @@ export let int8: i32 = 1;
 export let activation: i32 = 0;
 export let gated: bool = true;
 
+/** RoPE pairing: 0 adjacent pairs (llama.cpp's NORM), 1 halves (NEOX). */
+export let rope_neox: i32 = 0;
+
+export function setRope(neox: i32): void {
+  rope_neox = neox;
+}
+
 export function setActivation(kind: i32, isGated: i32): void {
   activation = kind;
   gated = isGated != 0;

@@ -5,19 +5,20 @@ import { matvecF32 } from "../kernels/matvec_f32";
 import { matvecQ8 } from "../kernels/matvec_q8";
 import { quantizeQ8 } from "../kernels/quantize";
 import {
-  addF32, axpyF32, dequantizeRowQ8, dotF32, rmsnorm, ropeAdjacent, softmax,
+  addF32, axpyF32, dequantizeRowQ8, dotF32, rmsnorm, ropeAdjacent, ropeHalves, softmax,
 } from "../kernels/ops";
 import { activateInPlace } from "../kernels/activation";
 import {
   activation, dim, dim_pad, gated, head_size, hidden_dim, hidden_pad, int8, kv_dim, kv_mul, n_heads,
-  n_kv_heads, n_layers, norm_eps, rope_theta, seq_len, vocab_size,
+  n_kv_heads, n_layers, norm_eps, rope_neox, rope_theta, seq_len, vocab_size,
 } from "./config";
 import { countNeurons, hasBundles, sparseFfn } from "./sparse";
 import {
   att, hb, hb2, key_cache, logits, q, value_cache, x, xb, xb2, xq, xs,
 } from "./state";
 import {
-  SLOT_ATTN_K, SLOT_ATTN_NORM, SLOT_ATTN_OUTPUT, SLOT_ATTN_Q, SLOT_ATTN_V, SLOT_FFN_DOWN,
+  SLOT_ATTN_K, SLOT_ATTN_K_BIAS, SLOT_ATTN_NORM, SLOT_ATTN_OUTPUT, SLOT_ATTN_Q, SLOT_ATTN_Q_BIAS,
+  SLOT_ATTN_V, SLOT_ATTN_V_BIAS, SLOT_FFN_DOWN,
   SLOT_FFN_GATE, SLOT_FFN_NORM, SLOT_FFN_UP, SLOT_OUTPUT, SLOT_OUTPUT_NORM, SLOT_TOKEN_EMBD,
   weightData, weightScales,
 } from "./weights";
@@ -38,6 +39,12 @@ function matmul(out: usize, input: usize, slot: i32, layer: i32, rows: i32, cols
 /** Quantizes `input` (padded length n) into xq/xs when the model runs int8. */
 function prepare(input: usize, n: i32): void {
   if (int8) quantizeQ8(xq, xs, input, n);
+}
+
+/** Adds the bias vector of (slot, layer) to out when the model has one (Qwen2's Q/K/V biases). */
+function addBias(out: usize, slot: i32, layer: i32, n: i32): void {
+  const bias = weightData(slot, layer);
+  if (bias != 0) addF32(out, bias, n);
 }
 
 /** Copies the embedding row of `token` into the residual stream x. */
@@ -129,10 +136,18 @@ export function forward(token: i32, pos: i32): usize {
     matmul(q, xb, SLOT_ATTN_Q, l, dim, dim);
     matmul(k, xb, SLOT_ATTN_K, l, kv_dim, dim);
     matmul(v, xb, SLOT_ATTN_V, l, kv_dim, dim);
+    addBias(q, SLOT_ATTN_Q_BIAS, l, dim);
+    addBias(k, SLOT_ATTN_K_BIAS, l, kv_dim);
+    addBias(v, SLOT_ATTN_V_BIAS, l, kv_dim);
 
-    // rope on adjacent pairs, as llama2.c and GGUF "llama" files rotate
-    ropeAdjacent(q, n_heads, head_size, pos, rope_theta);
-    ropeAdjacent(k, n_kv_heads, head_size, pos, rope_theta);
+    // rope: adjacent pairs (llama2.c, GGUF "llama") or halves (NEOX, GGUF "qwen2")
+    if (rope_neox) {
+      ropeHalves(q, n_heads, head_size, pos, rope_theta);
+      ropeHalves(k, n_kv_heads, head_size, pos, rope_theta);
+    } else {
+      ropeAdjacent(q, n_heads, head_size, pos, rope_theta);
+      ropeAdjacent(k, n_kv_heads, head_size, pos, rope_theta);
+    }
 
     // grouped-query attention, one head at a time
     for (let h = 0; h < n_heads; h++) attendHead(h, pos, layerCache);

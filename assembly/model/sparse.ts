@@ -1,27 +1,39 @@
 // Sparse FFN over neuron-major bundles: predictor → candidates → exact gate rows for the
 // candidates → threshold τ_l → up rows and down columns only for the kept neurons.
 //
-// Bundle of neuron j (stride bundleStride bytes, a multiple of 64), int8 in blocks of 32:
+// Bundle of neuron j (bundleStride() bytes, a multiple of 64), int8 in blocks of 32, each row
+// followed by its scales so a kernel finds them at row + dim_pad:
 //
-//   | gate row j (dim_pad i8) | up row j (dim_pad i8) | down column j (dim_pad i8) |
-//   | gate scales (dim_pad/32 f32) | up scales (dim_pad/32 f32) | padding |
+//   | gate row j (dim_pad i8) | gate scales (dim_pad/32 f32) | up row j | up scales | down column j (dim_pad i8) | pad |
+//                                                            (scale sections padded to 16 bytes)
 //
-// One active neuron is one contiguous read. The scales of the down columns are shared by the 32
-// neurons of a block (they come from the rows of the down matrix, quantized along hidden_dim):
+// Bundles of one layer lie back to back, hidden_pad of them, so a 32-neuron block is one
+// contiguous range of 32 bundles. One kept neuron is one contiguous read. The scales of the down
+// columns are shared by the 32 neurons of a block (they come from the rows of the down matrix,
+// quantized along hidden_dim) and lie apart:
 //
 //   downScales  (hidden_pad / 32, dim_pad) f32: scale of output i for neuron block b
 //
-// Predictor of a layer: z = P_down · x (P_down int8, rank × dim_pad, runtime layout of
-// matvec_q8.ts), ĝ = P_up · z (P_up f32, hidden_dim × rank). Neuron j is a candidate when
-// |act(ĝ_j)| ≥ cutoff_l. A neuron is kept when act(g_j) ≠ 0 and |act(g_j)| ≥ τ_l.
+// Predictor of a layer: z = P_down · x (P_down int8, rank × dim_pad), then ĝ = P_up · zq with zq
+// the Q8_0 quantization of z and P_up int8 (hidden_dim × rank_pad, rank_pad = rank rounded up to
+// 32), both in the runtime layout of matvec_q8.ts. P_up's scales follow its quants at
+// predictorUpScales(). Neuron j is a candidate when |act(ĝ_j)| ≥ cutoff_l (see candidates.ts),
+// and kept when act(g_j) ≠ 0 and |act(g_j)| ≥ τ_l.
+//
+// Memory access: random reads of a few hundred bytes each are bound by the number of cache
+// misses in flight, while the hardware prefetcher streams a region read in order. On the EPYC
+// (Zen 4) test VM, one thread read 768-byte rows at 4-7 GB/s when 11-55% of a region was read,
+// against 25 GB/s for the whole region in order. So when at least STREAM_FRACTION of the neurons
+// are candidates, the FFN touches every cache line of the next block while it computes the
+// current one (streaming); below that it reads the needed rows only.
 
 import { arenaAlloc } from "../memory";
 import { activate } from "../kernels/activation";
-import { matvecF32 } from "../kernels/matvec_f32";
+import { BOUND_FIELDS, cutoffBounds, selectCandidates } from "../kernels/candidates";
 import { matvecQ8 } from "../kernels/matvec_q8";
 import { quantizeQ8 } from "../kernels/quantize";
-import { accumulatePairQ8, applyBlockScales, dotRowQ8 } from "../kernels/sparse_q8";
-import { activation, dim, dim_pad, gated, hidden_dim, hidden_pad, n_layers } from "./config";
+import { accumulate4Q8, applyBlockScales, dotRows4Q8, touchLines } from "../kernels/sparse_q8";
+import { activation, dim_pad, gated, hidden_dim, hidden_pad, n_layers, pad32 } from "./config";
 
 export const MODE_DENSE: i32 = 0;
 export const MODE_ORACLE: i32 = 1;
@@ -35,7 +47,7 @@ const FIELD_BUNDLES: i32 = 0;       // bundle base pointer, 0 = layer runs the d
 const FIELD_DOWN_SCALES: i32 = 1;   // (hidden_pad / 32, dim_pad) f32
 const FIELD_PRED_DOWN: i32 = 2;     // P_down quants, 0 = no predictor
 const FIELD_PRED_DOWN_SCALES: i32 = 3;
-const FIELD_PRED_UP: i32 = 4;       // (hidden_dim, rank) f32
+const FIELD_PRED_UP: i32 = 4;       // P_up quants, then its scales
 const FIELD_RANK: i32 = 5;          // i32
 const FIELD_THRESHOLD: i32 = 6;     // τ_l, f32
 const FIELD_CUTOFF: i32 = 7;        // candidate cutoff, f32
@@ -44,42 +56,98 @@ const LAYER_FIELDS: i32 = 8;
 // Per-layer counters, f64 each: tokens, candidates, kept.
 const STAT_FIELDS: i32 = 3;
 
+/** Candidates per neuron from which the FFN streams whole blocks (measured crossover, see above). */
+const STREAM_FRACTION: f32 = 0.25;
+
 let layers: usize = 0;
 let stats: usize = 0;
+let bounds: usize = 0;    // (n_layers, BOUND_FIELDS) f32, candidate bounds of each cutoff
+let masks: usize = 0;     // (hidden_pad / 32) u32, candidate bit per neuron
 let accI32: usize = 0;    // (dim_pad) i32, integer sums of one neuron block
-let hidden: usize = 0;    // (hidden_pad) f32, act(g) · u of kept neurons, zero elsewhere
-let hiddenQ: usize = 0;   // (hidden_pad) i8
-let hiddenS: usize = 0;   // (hidden_pad / 32) f32
+let values: usize = 0;    // (32) f32, gate or up rows of one block
+let acts: usize = 0;      // (32) f32, act(g) of one block
+let hidden: usize = 0;    // (32) f32, act(g) · u of kept neurons, zero elsewhere
+let hiddenQ: usize = 0;   // (32) i8
+let hiddenS: usize = 0;   // (1) f32
+let rows4: usize = 0;     // (4) f32, output of dotRows4Q8
 let predicted: usize = 0; // (hidden_pad) f32, ĝ
-let projected: usize = 0; // (maxRank rounded up to 4) f32, z
+let projected: usize = 0; // (pad32(maxRank)) f32, z; the padding stays zero
+let projectedQ: usize = 0; // (pad32(maxRank)) i8
+let projectedS: usize = 0; // (pad32(maxRank) / 32) f32
+let sink: usize = 0;      // (1) i32, sum of touched words, stored so the loads stay
+
+// The layer being computed, shared by the helpers below.
+let bundleBase: usize = 0;
+let stride: usize = 0;
+let inputQ: usize = 0;
+let inputS: usize = 0;
+let touched: usize = 0;   // end of the range touched so far
+let touchSum: i32 = 0;
 
 /** Bytes of one bundle. */
 export function bundleStride(): i32 {
-  return (3 * dim_pad + 2 * (dim_pad >> 5) * 4 + 63) & ~63;
+  return (3 * dim_pad + 2 * scaleBytes() + 63) & ~63;
+}
+
+/** Bytes of the scales of one bundle row: dim_pad / 32 f32, padded to 16. */
+@inline function scaleBytes(): i32 {
+  return ((dim_pad >> 5) * 4 + 15) & ~15;
+}
+
+/** Offset of the up row in a bundle. */
+@inline function upOffset(): usize {
+  return <usize>(dim_pad + scaleBytes());
+}
+
+/** Offset of the down column in a bundle. */
+@inline function downOffset(): usize {
+  return <usize>(2 * (dim_pad + scaleBytes()));
+}
+
+/** Returns the scales of P_up of rank `rank`: its quants ((hidden_dim + 3) & ~3, rank_pad) i8 come first, 64-aligned. */
+@inline function predictorUpScales(predUp: usize, rank: i32): usize {
+  return predUp + ((<usize>((hidden_dim + 3) & ~3) * <usize>pad32(rank) + 63) & ~63);
 }
 
 /** Allocates the sparse tables and scratch for predictors of rank up to maxRank. Returns 0 when over budget. */
 export function allocSparse(maxRank: i32): i32 {
+  const rankPad = pad32(max(maxRank, 1));
   layers = arenaAlloc(<u64>(n_layers * LAYER_FIELDS * 4));
   stats = arenaAlloc(<u64>(n_layers * STAT_FIELDS * 8));
+  bounds = arenaAlloc(<u64>(n_layers * BOUND_FIELDS * 4));
+  masks = arenaAlloc(<u64>(hidden_pad >> 5) << 2);
   accI32 = arenaAlloc(<u64>dim_pad << 2);
-  hidden = arenaAlloc(<u64>hidden_pad << 2);
-  hiddenQ = arenaAlloc(<u64>hidden_pad);
-  hiddenS = arenaAlloc(<u64>(hidden_pad >> 5) << 2);
+  values = arenaAlloc(128);
+  acts = arenaAlloc(128);
+  hidden = arenaAlloc(128);
+  hiddenQ = arenaAlloc(32);
+  hiddenS = arenaAlloc(4);
+  rows4 = arenaAlloc(16);
   predicted = arenaAlloc(<u64>hidden_pad << 2);
-  projected = arenaAlloc(<u64>(((maxRank + 3) & ~3) + 4) << 2);
-  return layers != 0 && stats != 0 && accI32 != 0 && hidden != 0 && hiddenQ != 0 && hiddenS != 0 &&
-    predicted != 0 && projected != 0 ? 1 : 0;
+  projected = arenaAlloc(<u64>rankPad << 2);
+  projectedQ = arenaAlloc(<u64>rankPad);
+  projectedS = arenaAlloc(<u64>(rankPad >> 5) << 2);
+  sink = arenaAlloc(4);
+  return layers != 0 && stats != 0 && bounds != 0 && masks != 0 && accI32 != 0 && values != 0 && acts != 0 &&
+    hidden != 0 && hiddenQ != 0 && hiddenS != 0 && rows4 != 0 && predicted != 0 && projected != 0 &&
+    projectedQ != 0 && projectedS != 0 && sink != 0 ? 1 : 0;
 }
 
 /** Bytes allocSparse() takes, for the host's budget. */
 export function sparseBytes(maxRank: i32): u64 {
-  return <u64>(n_layers * LAYER_FIELDS * 4 + n_layers * STAT_FIELDS * 8 + dim_pad * 4 + hidden_pad * 4 +
-    hidden_pad + (hidden_pad >> 5) * 4 + hidden_pad * 4 + ((((maxRank + 3) & ~3) + 4) << 2) + 8 * 64);
+  const rankPad = pad32(max(maxRank, 1));
+  const bytes = n_layers * (LAYER_FIELDS * 4 + STAT_FIELDS * 8 + BOUND_FIELDS * 4) + (hidden_pad >> 5) * 4 +
+    dim_pad * 4 + 3 * 128 + 32 + 4 + 16 + hidden_pad * 4 + rankPad * 4 + rankPad + (rankPad >> 5) * 4 + 4;
+  // 16 allocations, each rounded up to the arena's 64-byte alignment
+  return <u64>bytes + 16 * 64;
 }
 
 @inline function field(layer: i32, index: i32): usize {
   return layers + (<usize>(layer * LAYER_FIELDS + index) << 2);
+}
+
+@inline function layerBounds(layer: i32): usize {
+  return bounds + (<usize>(layer * BOUND_FIELDS) << 2);
 }
 
 export function setMode(value: i32): void {
@@ -92,7 +160,7 @@ export function setBundles(layer: i32, bundles: usize, downScales: usize): void 
   store<u32>(field(layer, FIELD_DOWN_SCALES), <u32>downScales);
 }
 
-/** Registers the predictor, threshold and cutoff of a layer. */
+/** Registers the predictor, threshold and cutoff of a layer. Call after setActivation(). */
 export function setSparsity(layer: i32, predDown: usize, predDownScales: usize, predUp: usize, rank: i32, threshold: f32, cutoff: f32): void {
   store<u32>(field(layer, FIELD_PRED_DOWN), <u32>predDown);
   store<u32>(field(layer, FIELD_PRED_DOWN_SCALES), <u32>predDownScales);
@@ -100,12 +168,16 @@ export function setSparsity(layer: i32, predDown: usize, predDownScales: usize, 
   store<i32>(field(layer, FIELD_RANK), rank);
   store<f32>(field(layer, FIELD_THRESHOLD), threshold);
   store<f32>(field(layer, FIELD_CUTOFF), cutoff);
+  cutoffBounds(layerBounds(layer), cutoff, activation);
 }
 
 /** Overrides the threshold of a layer, and its cutoff unless cutoff is negative. */
 export function setThreshold(layer: i32, threshold: f32, cutoff: f32): void {
   store<f32>(field(layer, FIELD_THRESHOLD), threshold);
-  if (cutoff >= 0) store<f32>(field(layer, FIELD_CUTOFF), cutoff);
+  if (cutoff >= 0) {
+    store<f32>(field(layer, FIELD_CUTOFF), cutoff);
+    cutoffBounds(layerBounds(layer), cutoff, activation);
+  }
 }
 
 /** Returns 1 when layer l holds bundles, so its FFN runs here. */
@@ -127,81 +199,174 @@ export function countNeurons(layer: i32, candidates: i32, kept: i32): void {
   store<f64>(at + 16, load<f64>(at + 16) + <f64>kept);
 }
 
+/** Runs the predictor of layer l on the quantized input and sets the candidate masks. Returns the candidate count. */
+function predictCandidates(layer: i32): i32 {
+  const rank = load<i32>(field(layer, FIELD_RANK));
+  const rankPad = pad32(rank);
+  const predUp = <usize>load<u32>(field(layer, FIELD_PRED_UP));
+  matvecQ8(projected, <usize>load<u32>(field(layer, FIELD_PRED_DOWN)), <usize>load<u32>(field(layer, FIELD_PRED_DOWN_SCALES)), inputQ, inputS, rank, dim_pad);
+  quantizeQ8(projectedQ, projectedS, projected, rankPad);
+  matvecQ8(predicted, predUp, predictorUpScales(predUp, rank), projectedQ, projectedS, hidden_dim, rankPad);
+  return selectCandidates(masks, predicted, hidden_dim, load<f32>(field(layer, FIELD_CUTOFF)), activation, layerBounds(layer));
+}
+
+/** Marks every neuron as a candidate. */
+function allCandidates(): void {
+  const blocks = hidden_pad >> 5;
+  for (let b = 0; b < blocks; b++) {
+    const remaining = hidden_dim - (b << 5);
+    store<u32>(masks + (<usize>b << 2), remaining >= 32 ? 0xffffffff : (<u32>1 << <u32>remaining) - 1);
+  }
+}
+
+/** Touches every cache line of the bundles below `end`, so the prefetcher streams them ahead of use. */
+@inline function touchTo(end: usize): void {
+  if (touched < end) {
+    touchSum += touchLines(touched, end);
+    touched = end;
+  }
+}
+
+@inline function bundleRow(first: i32, k: u32, section: usize): usize {
+  return bundleBase + <usize>(first + <i32>k) * stride + section;
+}
+
+/** Computes the rows at `section` of the neurons in `mask` (block starting at `first`) into values[k]. */
+function dotMaskedRows(mask: u32, first: i32, section: usize): void {
+  let m = mask;
+  while (m != 0) {
+    const k0 = ctz(m);
+    m &= m - 1;
+    // missing rows repeat the first one, and their results are overwritten by it
+    const k1 = m != 0 ? ctz(m) : k0;
+    m &= m - 1;
+    const k2 = m != 0 ? ctz(m) : k0;
+    m &= m - 1;
+    const k3 = m != 0 ? ctz(m) : k0;
+    m &= m - 1;
+    dotRows4Q8(rows4, bundleRow(first, k0, section), bundleRow(first, k1, section), bundleRow(first, k2, section),
+      bundleRow(first, k3, section), inputQ, inputS, dim_pad);
+    store<f32>(values + (<usize>k3 << 2), load<f32>(rows4, 12));
+    store<f32>(values + (<usize>k2 << 2), load<f32>(rows4, 8));
+    store<f32>(values + (<usize>k1 << 2), load<f32>(rows4, 4));
+    store<f32>(values + (<usize>k0 << 2), load<f32>(rows4));
+  }
+}
+
+/** Adds hq_k · (down column k) to accI32 for the neurons in `mask`, four at a time. */
+function accumulateDown(mask: u32, first: i32): void {
+  const section = downOffset();
+  let m = mask;
+  while (m != 0) {
+    const k0 = ctz(m);
+    m &= m - 1;
+    // missing columns repeat the first one with weight 0
+    const k1 = m != 0 ? ctz(m) : k0;
+    const h1 = m != 0 ? <i32>load<i8>(hiddenQ + <usize>k1) : 0;
+    m &= m - 1;
+    const k2 = m != 0 ? ctz(m) : k0;
+    const h2 = m != 0 ? <i32>load<i8>(hiddenQ + <usize>k2) : 0;
+    m &= m - 1;
+    const k3 = m != 0 ? ctz(m) : k0;
+    const h3 = m != 0 ? <i32>load<i8>(hiddenQ + <usize>k3) : 0;
+    m &= m - 1;
+    accumulate4Q8(accI32, bundleRow(first, k0, section), bundleRow(first, k1, section), bundleRow(first, k2, section),
+      bundleRow(first, k3, section), <i32>load<i8>(hiddenQ + <usize>k0), h1, h2, h3, dim_pad);
+  }
+}
+
+/**
+ * Runs neuron block b (candidates in `candidateMask`) and adds its down projection to out.
+ * Returns the number of kept neurons.
+ */
+function ffnBlock(b: i32, candidateMask: u32, out: usize, downScales: usize, threshold: f32, gateTrace: usize): i32 {
+  const first = b << 5;
+  const useThreshold = mode != MODE_DENSE;
+
+  // exact gate rows of the candidates, then the threshold
+  dotMaskedRows(candidateMask, first, 0);
+  let keptMask: u32 = 0;
+  let m = candidateMask;
+  while (m != 0) {
+    const k = ctz(m);
+    m &= m - 1;
+    const g = load<f32>(values + (<usize>k << 2));
+    if (gateTrace != 0) store<f32>(gateTrace + (<usize>(first + <i32>k) << 2), g);
+    const a = activate(g, activation);
+    if (a == 0 || (useThreshold && Mathf.abs(a) < threshold)) continue;
+    store<f32>(acts + (<usize>k << 2), a);
+    keptMask |= <u32>1 << k;
+  }
+  // a block with no kept neuron adds f32(0) · scale to every output in the dense kernel, which
+  // leaves the (never negative-zero) accumulator unchanged, so skipping it keeps the result exact
+  if (keptMask == 0) return 0;
+
+  // h = act(g) · up for kept neurons, zero elsewhere, quantized on its own exactly as quantizeQ8
+  // quantizes this block of the whole vector
+  if (gated) dotMaskedRows(keptMask, first, upOffset());
+  memory.fill(hidden, 0, 128);
+  m = keptMask;
+  while (m != 0) {
+    const k = ctz(m);
+    m &= m - 1;
+    const a = load<f32>(acts + (<usize>k << 2));
+    store<f32>(hidden + (<usize>k << 2), gated ? a * load<f32>(values + (<usize>k << 2)) : a);
+  }
+  quantizeQ8(hiddenQ, hiddenS, hidden, 32);
+
+  // down columns with hq ≠ 0, then the block's scales
+  let nonzero: u32 = 0;
+  m = keptMask;
+  while (m != 0) {
+    const k = ctz(m);
+    m &= m - 1;
+    if (load<i8>(hiddenQ + <usize>k) != 0) nonzero |= <u32>1 << k;
+  }
+  accumulateDown(nonzero, first);
+  applyBlockScales(out, accI32, downScales + ((<usize>b * <usize>dim_pad) << 2), load<f32>(hiddenS), dim_pad);
+  return popcnt(keptMask);
+}
+
 /**
  * Runs the FFN of layer l from the quantized input (xq, xs) and writes the down projection to out
  * (dim f32). gateTrace, when not 0, receives every computed gate pre-activation (others stay 0).
  */
 export function sparseFfn(layer: i32, xq: usize, xs: usize, out: usize, gateTrace: usize): void {
-  const bundles = <usize>load<u32>(field(layer, FIELD_BUNDLES));
-  const stride = <usize>bundleStride();
-  const dp = <usize>dim_pad;
+  bundleBase = <usize>load<u32>(field(layer, FIELD_BUNDLES));
+  stride = <usize>bundleStride();
+  inputQ = xq;
+  inputS = xs;
   const threshold = load<f32>(field(layer, FIELD_THRESHOLD));
-  const cutoff = load<f32>(field(layer, FIELD_CUTOFF));
-  const predUp = <usize>load<u32>(field(layer, FIELD_PRED_UP));
-  const usePredictor = mode == MODE_PREDICTED && predUp != 0;
-  const useThreshold = mode != MODE_DENSE;
-
-  // predictor: z = P_down x, ĝ = P_up z
-  if (usePredictor) {
-    const rank = load<i32>(field(layer, FIELD_RANK));
-    matvecQ8(projected, <usize>load<u32>(field(layer, FIELD_PRED_DOWN)), <usize>load<u32>(field(layer, FIELD_PRED_DOWN_SCALES)), xq, xs, rank, dim_pad);
-    matvecF32(predicted, predUp, projected, hidden_dim, rank);
-  }
-
-  // One block of 32 neurons at a time: exact gate rows for candidates, threshold, up rows for
-  // kept neurons, then the block's down columns while its bundles are still in cache. Blocks are
-  // quantized on their own exactly as quantizeQ8 does over the whole vector, so the result equals
-  // quantizing all of h first.
   const downScales = <usize>load<u32>(field(layer, FIELD_DOWN_SCALES));
+
+  // predictor: candidates |act(ĝ)| ≥ cutoff; without it every neuron is a candidate
+  let candidates = hidden_dim;
+  if (mode == MODE_PREDICTED && load<u32>(field(layer, FIELD_PRED_UP)) != 0) {
+    candidates = predictCandidates(layer);
+  } else {
+    allCandidates();
+  }
+  const streaming = <f32>candidates >= tuneStream * <f32>hidden_dim;
+  touched = bundleBase;
+
+  // one block of 32 neurons at a time, closing its down projection while its bundles are in cache
   memory.fill(out, 0, <usize>dim_pad << 2);
-  let candidates = 0;
+  const blockBytes = stride << 5;
   let kept = 0;
   const blocks = hidden_pad >> 5;
   for (let b = 0; b < blocks; b++) {
-    const first = b << 5;
-    const last = min(first + 32, hidden_dim);
-    let keptInBlock = 0;
-    for (let j = first; j < first + 32; j++) store<f32>(hidden + (<usize>j << 2), 0);
-
-    for (let j = first; j < last; j++) {
-      if (usePredictor && Mathf.abs(activate(load<f32>(predicted + (<usize>j << 2)), activation)) < cutoff) continue;
-      candidates++;
-
-      const bundle = bundles + <usize>j * stride;
-      const g = dotRowQ8(bundle, bundle + 3 * dp, xq, xs, dim_pad);
-      if (gateTrace != 0) store<f32>(gateTrace + (<usize>j << 2), g);
-      const a = activate(g, activation);
-      if (a == 0 || (useThreshold && Mathf.abs(a) < threshold)) continue;
-
-      const h = gated ? a * dotRowQ8(bundle + dp, bundle + 3 * dp + (dp >> 3), xq, xs, dim_pad) : a;
-      store<f32>(hidden + (<usize>j << 2), h);
-      keptInBlock++;
-    }
-    kept += keptInBlock;
-    // a block with no kept neuron adds f32(0) · scale to every output in the dense kernel, which
-    // leaves the (never negative-zero) accumulator unchanged, so skipping it keeps the result exact
-    if (keptInBlock == 0) continue;
-
-    const blockQ = hiddenQ + <usize>first;
-    const blockS = hiddenS + (<usize>b << 2);
-    quantizeQ8(blockQ, blockS, hidden + (<usize>first << 2), 32);
-    let pending = -1;
-    for (let j = first; j < first + 32; j++) {
-      const q = <i32>load<i8>(hiddenQ + <usize>j);
-      if (q == 0) continue;
-      if (pending < 0) {
-        pending = j;
-        continue;
-      }
-      const qPending = <i32>load<i8>(hiddenQ + <usize>pending);
-      accumulatePairQ8(accI32, bundles + <usize>pending * stride + 2 * dp, bundles + <usize>j * stride + 2 * dp, qPending, q, dim_pad);
-      pending = -1;
-    }
-    if (pending >= 0) {
-      const column = bundles + <usize>pending * stride + 2 * dp;
-      accumulatePairQ8(accI32, column, column, <i32>load<i8>(hiddenQ + <usize>pending), 0, dim_pad);
-    }
-    applyBlockScales(out, accI32, downScales + ((<usize>b * dp) << 2), load<f32>(blockS), dim_pad);
+    if (streaming) touchTo(bundleBase + <usize>min(b + tuneAhead, blocks) * blockBytes);
+    const candidateMask = load<u32>(masks + (<usize>b << 2));
+    if (candidateMask != 0) kept += ffnBlock(b, candidateMask, out, downScales, threshold, gateTrace);
   }
+  store<i32>(sink, touchSum);
   countNeurons(layer, candidates, kept);
+}
+
+// TEMP tuning
+export let tuneStream: f32 = 0.25;
+export let tuneAhead: i32 = 2;
+export function tune(k: i32, v: f64): void {
+  if (k == 0) tuneStream = <f32>v;
+  if (k == 1) tuneAhead = <i32>v;
 }

@@ -23,7 +23,10 @@ export const SLOT_FFN_NORM: i32 = 8;    // (dim)
 export const SLOT_FFN_GATE: i32 = 9;    // (hidden_dim, dim), llama2.c w1
 export const SLOT_FFN_UP: i32 = 10;     // (hidden_dim, dim), llama2.c w3
 export const SLOT_FFN_DOWN: i32 = 11;   // (dim, hidden_dim), llama2.c w2
-export const SLOT_COUNT: i32 = 12;
+export const SLOT_ATTN_Q_BIAS: i32 = 12; // (n_heads * head_size) f32, 0 when the model has none
+export const SLOT_ATTN_K_BIAS: i32 = 13; // (kv_dim) f32
+export const SLOT_ATTN_V_BIAS: i32 = 14; // (kv_dim) f32
+export const SLOT_COUNT: i32 = 15;
 
 let table: usize = 0;
 

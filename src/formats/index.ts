@@ -84,6 +84,10 @@ function expectedTensors(file: ModelFile, labels: Record<ConfigField, string>): 
     expected.set(`${prefix}attn_output.weight`, [q, d]);
     expected.set(`${prefix}ffn_norm.weight`, [d]);
     if (file.config.gated !== false) expected.set(`${prefix}ffn_gate.weight`, [d, hidden]);
+    // Q/K/V biases (Qwen2) are optional, but must fit when present.
+    if (file.tensors.has(`${prefix}attn_q.bias`)) expected.set(`${prefix}attn_q.bias`, [q]);
+    if (file.tensors.has(`${prefix}attn_k.bias`)) expected.set(`${prefix}attn_k.bias`, [kv]);
+    if (file.tensors.has(`${prefix}attn_v.bias`)) expected.set(`${prefix}attn_v.bias`, [kv]);
     expected.set(`${prefix}ffn_up.weight`, [d, hidden]);
     expected.set(`${prefix}ffn_down.weight`, [hidden, d]);
   }
