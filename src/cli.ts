@@ -9,6 +9,7 @@ import { formatOptions, parseArgs, type OptionSpecs, type ParsedArgs } from "./a
 import { convertToGGUF } from "./convert.js";
 import { evaluate } from "./eval/perplexity.js";
 import { readModelFile } from "./formats/index.js";
+import { GGMLType } from "./types.js";
 import { readFileBytes, writeFileAtomic } from "./io.js";
 import { resolveModel } from "./catalog.js";
 import { createModel, loadModel, type LoadOptions, type LoadProgress, type Model, type Precision, type SparsityMode } from "./model.js";
@@ -382,7 +383,7 @@ async function runInfo(args: ParsedArgs): Promise<void> {
 }
 
 function tensorTypeName(type: number): string {
-  return type === 0 ? "F32" : type === 1 ? "F16" : type === 8 ? "Q8_0" : `type ${type}`;
+  return GGMLType[type] ?? `type ${type}`;
 }
 
 async function runTokenize(args: ParsedArgs): Promise<void> {

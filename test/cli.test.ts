@@ -151,9 +151,9 @@ describe("bad input", () => {
   it("unsupported tensor type", async () => {
     const gguf = parseGGUF(source, GGUF);
     const tensors = [...gguf.tensors.values()].map((tensor) =>
-      tensor.name === "blk.0.attn_q.weight" ? { ...tensor, type: 12, data: new Uint8Array(144 * 16) } : tensor);
-    const path = writeBadFile("q4k.gguf", writeGGUF({ metadata: metadataEntries(gguf.metadata), tensors: tensors as never }));
-    expectFailure(await dormant(["info", "--model", path]), 1, /^parseGGUF: .*q4k\.gguf: tensor blk\.0\.attn_q\.weight type is Q4_K \(type 12\), expected F32, F16 or Q8_0/);
+      tensor.name === "blk.0.attn_q.weight" ? { ...tensor, type: 13, data: new Uint8Array(176 * 16) } : tensor);
+    const path = writeBadFile("q5k.gguf", writeGGUF({ metadata: metadataEntries(gguf.metadata), tensors: tensors as never }));
+    expectFailure(await dormant(["info", "--model", path]), 1, /^parseGGUF: .*q5k\.gguf: tensor blk\.0\.attn_q\.weight type is Q5_K \(type 13\), expected F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K/);
   });
 
   it("tensor shape that contradicts the config", async () => {
@@ -173,7 +173,7 @@ describe("bad input", () => {
     new DataView(bytes.buffer).setUint32(at, 100_000_000, true);
     const path = writeBadFile("context.gguf", bytes);
     expectFailure(await dormant(["generate", "--model", path, "--context", "100000000", "hi"]), 1,
-      `loadModel: ${path}: wasm memory needed is 122.19 GiB (weights 331.0 KiB, KV cache and run state 122.19 GiB for 100000000 positions), expected at most 4 GiB, the wasm32 limit; use precision "int8" or a smaller contextLength`);
+      `loadModel: ${path}: wasm memory needed is 122.19 GiB (weights 333.5 KiB, KV cache and run state 122.19 GiB for 100000000 positions), expected at most 4 GiB, the wasm32 limit; use precision "int8" or a smaller contextLength`);
   });
 
   it("prompt longer than the context", async () => {

@@ -211,6 +211,7 @@ describe("ggufToModelFile", () => {
       rope_theta: 10000,
       activation: "silu",
       gated: true,
+      rope_type: "norm",
     });
   });
 
@@ -328,11 +329,11 @@ describe("GGUF errors", () => {
   });
 
   it("rejects unsupported tensor type", () => {
-    const q4k: TensorData = { name: "blk.0.attn_q.weight", dims: [256, 1], type: 12 as GGMLType, data: new Uint8Array(144) };
-    const file = viaFile("q4k.gguf", writeGGUF({ metadata: [], tensors: [f32Tensor("token_embd.weight", [4, 2]), q4k] }));
+    const q5k: TensorData = { name: "blk.0.attn_q.weight", dims: [256, 1], type: 13 as GGMLType, data: new Uint8Array(176) };
+    const file = viaFile("q5k.gguf", writeGGUF({ metadata: [], tensors: [f32Tensor("token_embd.weight", [4, 2]), q5k] }));
     expectFormatError(
       () => readModelFile(file.bytes, file.path),
-      `parseGGUF: ${file.path}: tensor blk.0.attn_q.weight type is Q4_K (type 12), expected F32, F16 or Q8_0 (dormant does not read this quantization yet; use an F32, F16 or Q8_0 file)`,
+      `parseGGUF: ${file.path}: tensor blk.0.attn_q.weight type is Q5_K (type 13), expected F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K (dormant does not read this quantization yet, so use a file of one of these types)`,
     );
   });
 
@@ -443,12 +444,12 @@ describe("GGUF errors", () => {
 
   it("rejects wrong architecture", () => {
     const bytes = editedStories((entries) =>
-      entries.map((e) => (e.key === "general.architecture" ? { ...e, value: "qwen2" } : e)) as GGUFMetadataEntry[],
+      entries.map((e) => (e.key === "general.architecture" ? { ...e, value: "gemma" } : e)) as GGUFMetadataEntry[],
     );
     const file = viaFile("arch.gguf", bytes);
     expectFormatError(
       () => readModelFile(file.bytes, file.path),
-      `loadModel: ${file.path}: metadata general.architecture is "qwen2", expected "llama" (only Llama-style models are supported so far)`,
+      `loadModel: ${file.path}: metadata general.architecture is "gemma", expected "llama" or "qwen2" (this architecture is not supported)`,
     );
   });
 
@@ -554,7 +555,7 @@ describe("GGUF structure errors", () => {
     ["unknown element type", new RawGGUF(0, 1).str("c").u32(GGUFValueType.ARRAY).u32(13).u64(0).bytes(), "metadata c array element type is 13, expected a value type id 0..12"],
     ["array nested too deep", nested(9).bytes(), `metadata n${"[0]".repeat(8)} array nesting is deeper than 8, expected at most 8 levels`],
     ["n_dims 5", new RawGGUF(1, 0).tensorInfo("t", [1, 1, 1, 1, 1], 0, 0).pad(200).bytes(), "tensor t n_dims is 5, expected 1..4"],
-    ["dims 0", new RawGGUF(1, 0).tensorInfo("t", [4, 0], 0, 0).pad(200).bytes(), "tensor t dims[1] is 0, expected 1..200 for a file of 200 bytes (corrupt tensor info)"],
+    ["dims 0", new RawGGUF(1, 0).tensorInfo("t", [4, 0], 0, 0).pad(200).bytes(), "tensor t dims[1] is 0, expected 1..400 for a file of 200 bytes (corrupt tensor info)"],
     [
       "alignment type",
       new RawGGUF(0, 1).str("general.alignment").u32(GGUFValueType.UINT8).u8(32).bytes(),
@@ -695,7 +696,7 @@ describe("writeGGUF errors", () => {
     [
       "Q8_0 row of 48",
       () => writeGGUF({ metadata: [], tensors: [{ name: "q", dims: [48, 1], type: GGMLType.Q8_0, data: new Uint8Array(51) }] }),
-      "tensor q dims[0] is 48, expected a multiple of 32 for Q8_0",
+      "tensor q dims[0] is 48, expected a multiple of 32 for Q8_0 (one block is 32 values)",
     ],
     ["five dims", () => writeGGUF({ metadata: [], tensors: [f32Tensor("t", [1, 1, 1, 1, 1])] }), "tensor t dims is [1, 1, 1, 1, 1], expected 1..4 positive sizes"],
   ];
@@ -709,8 +710,8 @@ describe("writeGGUF errors", () => {
 describe("tensorToF32", () => {
   it("rejects unknown type", () => {
     expectFormatError(
-      () => tensorToF32({ name: "blk.0.attn_q.weight", dims: [256], type: 12 as GGMLType, data: new Uint8Array(144) }),
-      "tensorToF32: blk.0.attn_q.weight: type is 12, expected F32 (0), F16 (1) or Q8_0 (8)",
+      () => tensorToF32({ name: "blk.0.attn_q.weight", dims: [256], type: 13 as GGMLType, data: new Uint8Array(176) }),
+      "tensorToF32: blk.0.attn_q.weight: type is 13, expected F32 (0), F16 (1), Q4_0 (2), Q8_0 (8), Q4_K (12), Q6_K (14) or BF16 (30)",
     );
   });
 

@@ -71,6 +71,8 @@ describe("readLlama2cCheckpoint", () => {
       norm_eps: 1e-5,
       rope_theta: 10000,
       activation: "silu",
+      gated: true,
+      rope_type: "norm",
     });
     expect(model.vocab).toBeUndefined();
     expect(model.metadata.size).toBe(0);

@@ -247,6 +247,7 @@ export function readLlama2cCheckpoint(bytes: Uint8Array, source: string): ModelF
     rope_theta: 10000,
     activation: "silu",
     gated: true,
+    rope_type: "norm",
   };
   const file: ModelFile = { source, format: "llama2c", config, tensors, metadata: new Map() };
   validateModelTensors(file);
