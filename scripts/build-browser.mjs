@@ -1,4 +1,4 @@
-// Builds the browser bundles and prints the sizes that test/hosts.test.ts holds to limits.
+// Builds the browser bundles and prints the sizes whose limits test/hosts.test.ts checks.
 //   dist/dormant.browser.js  ESM, minified; reads ../build/dormant*.wasm relative to itself
 //   dist/dormant.single.js   the same plus both wasm modules as base64 (model weights never)
 

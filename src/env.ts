@@ -1,13 +1,13 @@
 /**
- * The one place that probes the host's globals. Every other module asks `env` instead of
- * testing `process`, `Deno` or `window` itself, so a new host needs changes here only.
- * The answers are computed once, when the module loads, and frozen.
+ * The one place that probes the host's globals. Other modules read `env` instead of testing
+ * `process`, `Deno` or `window` themselves, so a new host needs changes here only.
+ * The values are computed once, when the module loads, and frozen.
  */
 
-/** Which kind of host runs the code. */
+/** Kind of host that runs the code. */
 export type HostKind = "node" | "deno" | "browser" | "worker" | "unknown";
 
-/** What this host offers; see `env`. */
+/** Facts about the host and the features it offers; see `env`. */
 export interface HostEnvironment {
   /** Node.js (and not Deno, which also defines `process`). */
   readonly isNode: boolean;
@@ -51,14 +51,18 @@ function probe(): HostEnvironment {
   const scope = host.WorkerGlobalScope;
   const isWorker = !isNode && !isDeno && typeof scope === "function" && globalThis instanceof scope;
   const isBrowser = !isNode && !isDeno && !isWorker && typeof host.window === "object" && typeof host.document === "object";
-  const kind: HostKind = isNode ? "node" : isDeno ? "deno" : isBrowser ? "browser" : isWorker ? "worker" : "unknown";
+  let kind: HostKind = "unknown";
+  if (isNode) kind = "node";
+  else if (isDeno) kind = "deno";
+  else if (isBrowser) kind = "browser";
+  else if (isWorker) kind = "worker";
   return Object.freeze({
     isNode,
     isDeno,
     isBrowser,
     isWorker,
     kind,
-    version: isDeno ? denoVersion : isNode ? nodeVersion : undefined,
+    version: isDeno ? denoVersion : nodeVersion,
     hasFileSystem: isNode || isDeno,
     hasFetch: typeof host.fetch === "function",
     hasWebCrypto: typeof host.crypto?.subtle === "object" && host.crypto.subtle !== null,

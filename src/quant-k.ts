@@ -20,9 +20,9 @@
  *   byte 0     2      4                    16                                    144
  *        +-----+------+--------------------+--------------------------------------+
  *        |  d  | dmin | s[0..11]           | qs[0..127]                           |
- *        | f16 | f16  | 8 × (6-bit scale,  | 4 groups of 32 bytes: group g holds  |
- *        |     |      |      6-bit min)    | sub-block 2g in the low nibbles and  |
- *        |     |      |                    | sub-block 2g + 1 in the high nibbles |
+ *        | f16 | f16  | 8 × (6-bit scale,  | 32-byte group g contains sub-block   |
+ *        |     |      |      6-bit min)    | 2g in the low nibbles and sub-block  |
+ *        |     |      |                    | 2g + 1 in the high nibbles, g = 0..3 |
  *        +-----+------+--------------------+--------------------------------------+
  *   sub-block j < 4: scale = s[j] & 63,                         min = s[j + 4] & 63
  *   sub-block j ≥ 4: scale = (s[j + 4] & 15) | (s[j − 4] >> 6) << 4,
@@ -41,10 +41,11 @@
  *     value l + 32 low ql[l + 32] & 15   high (qh[l] >> 2) & 3
  *     value l + 64 low ql[l] >> 4        high (qh[l] >> 4) & 3
  *     value l + 96 low ql[l + 32] >> 4   high (qh[l] >> 6) & 3
- *   value[i] = (d · sc[i / 16]) · (low | high << 4 − 32),  i = 0..255 within the super-block
+ *   value[i] = (d · sc[i / 16]) · ((low | high << 4) − 32),  i = 0..255 within the super-block
  */
 
 import { formatMismatch } from "./errors.js";
+// quant.ts imports this module for tensorToF32. The cycle is safe because neither module calls the other at load time.
 import { f16BitsToF32 } from "./quant.js";
 
 /** Values per Q4_0 block. */
@@ -58,17 +59,28 @@ export const Q4_K_BLOCK_BYTES = 144;
 /** Bytes per Q6_K super-block. */
 export const Q6_K_BLOCK_BYTES = 210;
 
-function checkBlocks(where: string, typeName: string, data: Uint8Array, count: number, blockValues: number, blockBytes: number): void {
-  if (!Number.isSafeInteger(count) || count < 0 || count % blockValues !== 0) {
-    formatMismatch(where, { source: typeName, field: "value count", actual: String(count), expected: `a multiple of ${blockValues} (one block)` });
+interface BlockShape {
+  type: string;
+  values: number;
+  bytes: number;
+}
+
+function checkBlocks(where: string, source: string, shape: BlockShape, data: Uint8Array, count: number): void {
+  if (!Number.isSafeInteger(count) || count < 0 || count % shape.values !== 0) {
+    formatMismatch(where, {
+      source,
+      field: "value count",
+      actual: String(count),
+      expected: `a multiple of ${shape.values} (one ${shape.type} block)`,
+    });
   }
-  const byteLength = (count / blockValues) * blockBytes;
+  const byteLength = (count / shape.values) * shape.bytes;
   if (data.length !== byteLength) {
     formatMismatch(where, {
-      source: typeName,
+      source,
       field: "data length",
       actual: `${data.length} bytes`,
-      expected: `${byteLength} bytes (${count / blockValues} blocks of ${blockBytes} bytes for ${count} values)`,
+      expected: `${byteLength} bytes for ${count} ${shape.type} values (${shape.bytes} bytes per block of ${shape.values})`,
     });
   }
 }
@@ -77,9 +89,9 @@ function halfAt(data: Uint8Array, at: number): number {
   return f16BitsToF32(data[at] | (data[at + 1] << 8));
 }
 
-/** Expands `count` BF16 values to f32 by placing each in the upper 16 bits; NaN payloads survive. */
-export function dequantizeBF16(data: Uint8Array, count: number): Float32Array {
-  checkBlocks("dequantizeBF16", "BF16", data, count, 1, 2);
+/** Expands `count` BF16 values to f32 by placing each in the upper 16 bits, which keeps NaN payloads. */
+export function dequantizeBF16(data: Uint8Array, count: number, source = "data"): Float32Array {
+  checkBlocks("dequantizeBF16", source, { type: "BF16", values: 1, bytes: 2 }, data, count);
   const out = new Float32Array(count);
   const bits = new Uint32Array(out.buffer);
   for (let i = 0; i < count; i++) bits[i] = (data[2 * i] | (data[2 * i + 1] << 8)) << 16;
@@ -87,8 +99,8 @@ export function dequantizeBF16(data: Uint8Array, count: number): Float32Array {
 }
 
 /** Expands `count` values (a multiple of 32) of Q4_0 blocks to f32. */
-export function dequantizeQ4_0(data: Uint8Array, count: number): Float32Array {
-  checkBlocks("dequantizeQ4_0", "Q4_0", data, count, Q4_0_BLOCK_VALUES, Q4_0_BLOCK_BYTES);
+export function dequantizeQ4_0(data: Uint8Array, count: number, source = "data"): Float32Array {
+  checkBlocks("dequantizeQ4_0", source, { type: "Q4_0", values: Q4_0_BLOCK_VALUES, bytes: Q4_0_BLOCK_BYTES }, data, count);
   const out = new Float32Array(count);
   const blocks = count / Q4_0_BLOCK_VALUES;
   const half = Q4_0_BLOCK_VALUES / 2;
@@ -117,8 +129,8 @@ function q4KMin(data: Uint8Array, at: number, j: number): number {
 }
 
 /** Expands `count` values (a multiple of 256) of Q4_K super-blocks to f32. */
-export function dequantizeQ4_K(data: Uint8Array, count: number): Float32Array {
-  checkBlocks("dequantizeQ4_K", "Q4_K", data, count, QK_K, Q4_K_BLOCK_BYTES);
+export function dequantizeQ4_K(data: Uint8Array, count: number, source = "data"): Float32Array {
+  checkBlocks("dequantizeQ4_K", source, { type: "Q4_K", values: QK_K, bytes: Q4_K_BLOCK_BYTES }, data, count);
   const out = new Float32Array(count);
   const blocks = count / QK_K;
 
@@ -146,8 +158,8 @@ export function dequantizeQ4_K(data: Uint8Array, count: number): Float32Array {
 }
 
 /** Expands `count` values (a multiple of 256) of Q6_K super-blocks to f32. */
-export function dequantizeQ6_K(data: Uint8Array, count: number): Float32Array {
-  checkBlocks("dequantizeQ6_K", "Q6_K", data, count, QK_K, Q6_K_BLOCK_BYTES);
+export function dequantizeQ6_K(data: Uint8Array, count: number, source = "data"): Float32Array {
+  checkBlocks("dequantizeQ6_K", source, { type: "Q6_K", values: QK_K, bytes: Q6_K_BLOCK_BYTES }, data, count);
   const out = new Float32Array(count);
   const signed = new Int8Array(data.buffer, data.byteOffset, data.length);
   const blocks = count / QK_K;
@@ -161,7 +173,7 @@ export function dequantizeQ6_K(data: Uint8Array, count: number): Float32Array {
       const scales = at + 192 + 8 * h;
       const o = block * QK_K + 128 * h;
       for (let l = 0; l < 32; l++) {
-        // d · sc is exact (11 × 8 bits); its product with q rounds once, on the store, as in ggml.
+        // d · sc is exact (11 × 8 bits), so the product with q rounds once, on the store, as in ggml.
         const s = l >> 4;
         const qh = data[high + l];
         const ql0 = data[low + l];

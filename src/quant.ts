@@ -243,13 +243,13 @@ export function tensorToF32(tensor: TensorData): Float32Array {
       return dequantizeQ8_0(decodeQ8_0Blocks(data, rowLength, rows), rowLength, rows);
     }
     case GGMLType.BF16:
-      return dequantizeBF16(data, count);
+      return dequantizeBF16(data, count, tensor.name);
     case GGMLType.Q4_0:
-      return dequantizeQ4_0(data, count);
+      return dequantizeQ4_0(data, count, tensor.name);
     case GGMLType.Q4_K:
-      return dequantizeQ4_K(data, count);
+      return dequantizeQ4_K(data, count, tensor.name);
     case GGMLType.Q6_K:
-      return dequantizeQ6_K(data, count);
+      return dequantizeQ6_K(data, count, tensor.name);
     default:
       return formatMismatch("tensorToF32", {
         source: tensor.name,

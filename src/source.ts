@@ -94,11 +94,18 @@ export async function readModelSource(source: ModelSource, options: SourceOption
     }
     return fetchBytes(url, where, options);
   }
-  const kind = source === null ? "null" : typeof source === "object" ? (source as object).constructor?.name ?? "object" : typeof source;
   return optionMismatch(where, {
-    source: "option source", field: "source", actual: `a ${kind}`,
+    source: "option source", field: "source", actual: describeValue(source),
     expected: "a path or catalog name, a URL, a Blob or File, an ArrayBuffer or a Uint8Array",
   });
+}
+
+/** Names a value's type for an error message: "a number", "an object (Map)", "undefined". */
+function describeValue(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value !== "object") return `a ${typeof value}`;
+  const constructorName = (value as object).constructor?.name;
+  return constructorName ? `an object (${constructorName})` : "an object";
 }
 
 /** Streams a Blob so large files report progress while they are read. */
