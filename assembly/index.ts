@@ -12,6 +12,7 @@ import {
 } from "./model/sparse";
 import { allocStates, stateBytes } from "./model/state";
 import { allocWeightTable, setWeight as setWeightSlot } from "./model/weights";
+import { PREFILL_BLOCK, allocPrefill, forwardBlock as forwardTokens, prefillBytes, prefillTokens } from "./model/prefill";
 import { ffnRepeat as ffnRepeatLayer, forward as forwardStep, setTrace as setTracePointer } from "./model/forward";
 
 /** Resets the arena with a budget in bytes (f64 so JavaScript passes a plain number). Returns 1 on success. */
@@ -126,4 +127,32 @@ export { tune } from "./model/sparse";
 /** Sets the RoPE pairing: 0 adjacent pairs (llama), 1 halves (NEOX, qwen2). */
 export function setRope(neox: i32): void {
   setRopeKind(neox);
+}
+
+/** Allocates the prefill block buffers (after modelInit). Returns 1 on success. */
+export function prefillInit(): i32 {
+  return allocPrefill();
+}
+
+/** Bytes prefillInit() allocates for the configured model. */
+export function prefillInitBytes(): f64 {
+  return <f64>prefillBytes();
+}
+
+/** Tokens per prefill block. */
+export function prefillBlock(): i32 {
+  return PREFILL_BLOCK;
+}
+
+/** Pointer to the token ids of the next block, (prefillBlock()) i32. */
+export function prefillTokenBuffer(): usize {
+  return prefillTokens();
+}
+
+/**
+ * Runs n ≤ prefillBlock() tokens from prefillTokenBuffer() at positions pos0.. and returns the
+ * logits pointer: the last token's, or every token's (n, vocab_size) when allLogits is 1.
+ */
+export function forwardBlock(n: i32, pos0: i32, allLogits: i32): usize {
+  return forwardTokens(n, pos0, allLogits);
 }

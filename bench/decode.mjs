@@ -35,18 +35,31 @@ async function decodeSpeed(model) {
   return median(speeds);
 }
 
-console.log(`# decode, one thread: ${os.cpus()[0].model}, Node ${process.version}, ${runs} runs x ${tokens} tokens (median)`);
-console.log("model        precision  kernels        tokens/s");
+/** Median prefill tokens/s of a 128-token prompt (prefill blocks, logits of the last token). */
+function prefillSpeed(model) {
+  const prompt = Array.from({ length: 128 }, (_, i) => (i * 7919) % model.config.vocab_size);
+  const speeds = [];
+  for (let run = 0; run <= runs; run++) {
+    const started = performance.now();
+    model.prefill(prompt, 0);
+    if (run > 0) speeds.push(128 / ((performance.now() - started) / 1000));
+  }
+  return median(speeds);
+}
+
+console.log(`# decode and prefill, one thread: ${os.cpus()[0].model}, Node ${process.version}, ${runs} runs x ${tokens} tokens (median)`);
+console.log("model        precision  kernels        decode tok/s  prefill tok/s (128-token prompt)");
 const results = {};
 for (const name of ["stories260K", "stories110M"]) {
   const file = name === "stories260K" ? null : syntheticModel(name, SHAPES[name]);
   for (const precision of ["f32", "int8"]) {
     const model = file
-      ? await createModel(file, { precision, contextLength: tokens + 8 })
+      ? await createModel(file, { precision, contextLength: Math.max(tokens + 8, 136) })
       : await loadModel(stories260K, { precision });
     const speed = await decodeSpeed(model);
+    const prefill = prefillSpeed(model);
     results[`${name}/${precision}`] = speed;
-    console.log(`${name.padEnd(12)} ${precision.padEnd(10)} ${model.kernels.padEnd(14)} ${speed.toFixed(1).padStart(8)}`);
+    console.log(`${name.padEnd(12)} ${precision.padEnd(10)} ${model.kernels.padEnd(14)} ${speed.toFixed(1).padStart(12)}  ${prefill.toFixed(1).padStart(13)}`);
     model.dispose();
   }
 }

@@ -16,6 +16,8 @@ export interface GenerateOptions extends SamplerOptions {
   steps?: number;
   /** Stop when the model samples EOS or BOS (default true). */
   stopAtEos?: boolean;
+  /** More token ids that stop generation as EOS does, when stopAtEos is on; chat() passes the end-of-turn token. */
+  stopTokens?: readonly number[];
   /** Prepend BOS to a text prompt (default true). Ignored for a prompt given as ids. */
   bos?: boolean;
   signal?: AbortSignal;
@@ -97,6 +99,7 @@ async function* run(
 ): AsyncGenerator<GeneratedPiece, GenerationSummary> {
   const promptTokens = tokens.length;
   const stopAtEos = options.stopAtEos ?? true;
+  const stops = new Set([model.tokenizer.eosId, model.tokenizer.bosId, ...(options.stopTokens ?? [])]);
   const sampler = new Sampler(sampling, model.config.vocab_size);
   // Only new text is streamed; the last prompt token decides whether a leading space is kept.
   const streamer = new TextStreamer(model.tokenizer, tokens[promptTokens - 1]);
@@ -109,19 +112,19 @@ async function* run(
   const started = performance.now();
   let decodeStarted = started;
   let lastYield = started;
-  for (let pos = 0; pos < promptTokens - 1; pos++) model.step(tokens[pos], pos);
   let prefillMs = 0;
 
   for (let pos = promptTokens - 1; pos < positionLimit; pos++) {
     options.signal?.throwIfAborted();
-    const logits = model.step(tokens[pos], pos);
+    // the whole prompt runs in prefill blocks; every later position is one decode step
+    const logits = pos === promptTokens - 1 ? model.prefill(tokens) : model.step(tokens[pos], pos);
     const next = sampler.sample(logits, tokens);
     tokens.push(next);
     if (pos === promptTokens - 1) {
       decodeStarted = performance.now();
       prefillMs = decodeStarted - started;
     }
-    if (stopAtEos && (next === model.tokenizer.eosId || next === model.tokenizer.bosId)) {
+    if (stopAtEos && stops.has(next)) {
       stopReason = "eos";
       break;
     }

@@ -11,10 +11,11 @@ import { interleaveQ8Rows, paddedRows } from "./layout.js";
 import { decodeQ8_0Blocks, quantizeQ8_0, tensorToF32 } from "./quant.js";
 import { readSparsity } from "./sparsity/format.js";
 import { isPathSource, readModelSource, type ModelSource } from "./source.js";
-import { SpmTokenizer } from "./tokenizer/spm.js";
+import { createTokenizer, type Tokenizer } from "./tokenizer/index.js";
 import { GGMLType, type LlamaConfig, type ModelFile, type TensorData } from "./types.js";
 import { instantiateKernels, type DormantExports, type KernelChoice, type KernelVariant } from "./wasm.js";
 import { generate, type GenerateOptions, type GeneratedPiece, type GenerationSummary } from "./generate.js";
+import { chat, readChatFormat, type ChatFormat, type ChatMessage, type ChatOptions, type ChatSummary } from "./chat.js";
 
 export type Precision = "f32" | "int8";
 
@@ -200,13 +201,15 @@ export class Model {
   readonly config: LlamaConfig;
   readonly precision: Precision;
   readonly kernels: KernelVariant;
-  readonly tokenizer: SpmTokenizer;
+  readonly tokenizer: Tokenizer;
   /** Path, URL or name the model came from. */
   readonly source: string;
   /** Whether the FFN is stored as neuron bundles, so oracle and predicted modes can run. */
   readonly sparse: boolean;
   /** Whether a predictor is loaded, so predicted mode can run. */
   readonly hasPredictor: boolean;
+  /** The file's chat template (null without one), the BOS and EOS texts, and the ids that end a reply. */
+  readonly chatFormat: ChatFormat;
   #wasm: DormantExports | null;
   #logitsView: Float32Array | null = null;
   #stats: ModelStats;
@@ -235,7 +238,8 @@ export class Model {
     this.precision = precision;
     this.kernels = variant;
     this.source = file.source;
-    this.tokenizer = new SpmTokenizer(file.vocab);
+    this.tokenizer = createTokenizer(file.vocab);
+    this.chatFormat = readChatFormat(file);
     this.#wasm = wasm;
     this.#stats = {
       precision, kernels: variant, memoryBytes: wasm.heapUsed(), promptTokens: 0, generatedTokens: 0,
@@ -419,6 +423,23 @@ export class Model {
     return this.#logitsView;
   }
 
+  /**
+   * Runs `ids` at positions pos0.. in blocks of prefill tokens and returns a view of the last
+   * token's logits (valid until the next call). Bit-identical to calling step() for each token.
+   * @internal
+   */
+  prefill(ids: ArrayLike<number>, pos0 = 0): Float32Array {
+    const wasm = this.#exports;
+    const block = wasm.prefillBlock();
+    let pointer = 0;
+    for (let start = 0; start < ids.length; start += block) {
+      const n = Math.min(block, ids.length - start);
+      new Int32Array(wasm.memory.buffer, wasm.prefillTokenBuffer() >>> 0, n).set(Array.prototype.slice.call(ids, start, start + n));
+      pointer = wasm.forwardBlock(n, pos0 + start, 0) >>> 0;
+    }
+    return new Float32Array(wasm.memory.buffer, pointer, this.config.vocab_size);
+  }
+
   /** Checks that `ids` are valid token ids and fit the context; throws an OptionError otherwise. */
   checkTokens(ids: ArrayLike<number>, where: string): void {
     const { vocab_size, seq_len } = this.config;
@@ -438,17 +459,37 @@ export class Model {
     }
   }
 
-  /** Logits after each of `ids`, fed from position 0 (teacher forcing); one row per token. */
+  /**
+   * Logits after each of `ids`, fed from position 0 (teacher forcing); one row per token. Runs
+   * in prefill blocks, which give the same bits as feeding the tokens one at a time.
+   */
   logits(ids: number[]): Float32Array[] {
     this.checkTokens(ids, "logits");
+    const wasm = this.#exports;
+    const block = wasm.prefillBlock();
+    const vocab = this.config.vocab_size;
     const rows: Float32Array[] = [];
-    for (let pos = 0; pos < ids.length; pos++) rows.push(this.step(ids[pos], pos).slice());
+    for (let start = 0; start < ids.length; start += block) {
+      const n = Math.min(block, ids.length - start);
+      new Int32Array(wasm.memory.buffer, wasm.prefillTokenBuffer() >>> 0, n).set(ids.slice(start, start + n));
+      const pointer = wasm.forwardBlock(n, start, 1) >>> 0;
+      const all = new Float32Array(wasm.memory.buffer, pointer, n * vocab);
+      for (let t = 0; t < n; t++) rows.push(all.slice(t * vocab, (t + 1) * vocab));
+    }
     return rows;
   }
 
   /** Streams generated text for `prompt`; see GenerateOptions. The generator returns a summary. */
   generate(prompt: string | number[], options: GenerateOptions = {}): AsyncGenerator<GeneratedPiece, GenerationSummary> {
     return generate(this, prompt, options);
+  }
+
+  /**
+   * Streams the reply to `messages`, rendered with the file's chat template (dormant's fallback
+   * format when it has none); see src/chat.ts. The generator returns a summary with the prompt.
+   */
+  chat(messages: readonly ChatMessage[], options: ChatOptions = {}): AsyncGenerator<GeneratedPiece, ChatSummary> {
+    return chat(this, messages, options);
   }
 
   /** @internal Records the counters of a finished run. */
@@ -706,7 +747,7 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
     config.dim, config.hidden_dim, config.n_layers, config.n_heads, config.n_kv_heads, config.vocab_size, seqLen,
   );
   const trace = config.n_layers * (config.dim + config.hidden_dim) * 4;
-  const budget = weights + state + wasm.sparseInitBytes(rank) + trace + 64 * 1024;
+  const budget = weights + state + wasm.sparseInitBytes(rank) + wasm.prefillInitBytes() + trace + 64 * 1024;
   const available = WASM_MEMORY_LIMIT - 1024 * 1024;
   if (budget > available || wasm.reserve(budget) !== 1) {
     throw new WasmError(
@@ -728,7 +769,7 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
 
   wasm.setActivation(ACTIVATION_NUMBERS[config.activation], config.gated === false ? 0 : 1);
   wasm.setRope(config.rope_type === "neox" ? 1 : 0);
-  if (wasm.sparseInit(rank) !== 1) {
+  if (wasm.sparseInit(rank) !== 1 || wasm.prefillInit() !== 1) {
     throw new WasmError(`loadModel: ${file.source}: sparse tables do not fit the reserved budget of ${budget} bytes`, {
       source: file.source, field: "memory", actual: "over budget", expected: `${budget} bytes`,
     });

@@ -40,6 +40,11 @@ export interface DormantExports {
   setTrace(pointer: number): void;
   ffnRepeat(layer: number, input: number, repeats: number): void;
   setRope(neox: number): void;
+  prefillInit(): number;
+  prefillInitBytes(): number;
+  prefillBlock(): number;
+  prefillTokenBuffer(): number;
+  forwardBlock(n: number, pos0: number, allLogits: number): number;
 }
 
 /** Which module to use: "auto" tries relaxed SIMD first, the others force one. */

@@ -42,26 +42,34 @@ function prepare(input: usize, n: i32): void {
 }
 
 /** Adds the bias vector of (slot, layer) to out when the model has one (Qwen2's Q/K/V biases). */
-function addBias(out: usize, slot: i32, layer: i32, n: i32): void {
+export function addBias(out: usize, slot: i32, layer: i32, n: i32): void {
   const bias = weightData(slot, layer);
   if (bias != 0) addF32(out, bias, n);
 }
 
-/** Copies the embedding row of `token` into the residual stream x. */
-function embed(token: i32): void {
+/** Copies the embedding row of `token` into out (dim_pad f32). */
+export function embedInto(out: usize, token: i32): void {
   const data = weightData(SLOT_TOKEN_EMBD, 0);
   if (int8) {
-    // writes dim_pad values; the padding quants are zero, so x stays zero past dim
-    dequantizeRowQ8(x, data, weightScales(SLOT_TOKEN_EMBD, 0), token, dim_pad);
+    // writes dim_pad values; the padding quants are zero, so out stays zero past dim
+    dequantizeRowQ8(out, data, weightScales(SLOT_TOKEN_EMBD, 0), token, dim_pad);
   } else {
-    memory.copy(x, data + ((<usize>token * <usize>dim) << 2), <usize>dim << 2);
+    memory.copy(out, data + ((<usize>token * <usize>dim) << 2), <usize>dim << 2);
   }
 }
 
-/** Scaled dot-product attention of head h over positions 0..pos, written into xb. */
-function attendHead(h: i32, pos: i32, layerCache: usize): void {
-  const qh = q + (<usize>(h * head_size) << 2);
-  const scores = att + (<usize>(h * seq_len) << 2);
+/** Copies the embedding row of `token` into the residual stream x. */
+function embed(token: i32): void {
+  embedInto(x, token);
+}
+
+/**
+ * Scaled dot-product attention of head h over positions 0..pos: reads the query at qBase,
+ * writes the head's output at outBase, uses `scores` (seq_len f32) as scratch.
+ */
+export function attendHeadAt(h: i32, pos: i32, layerCache: usize, qBase: usize, outBase: usize, scoreBase: usize): void {
+  const qh = qBase + (<usize>(h * head_size) << 2);
+  const scores = scoreBase;
   const kvOffset = <usize>((h / kv_mul) * head_size) << 2;
   const scale: f32 = 1.0 / Mathf.sqrt(<f32>head_size);
 
@@ -71,12 +79,17 @@ function attendHead(h: i32, pos: i32, layerCache: usize): void {
   }
   softmax(scores, pos + 1);
 
-  const out = xb + (<usize>(h * head_size) << 2);
+  const out = outBase + (<usize>(h * head_size) << 2);
   memory.fill(out, 0, <usize>head_size << 2);
   for (let t = 0; t <= pos; t++) {
     const vt = value_cache + layerCache + (<usize>(t * kv_dim) << 2) + kvOffset;
     axpyF32(out, load<f32>(scores + (<usize>t << 2)), vt, head_size);
   }
+}
+
+/** Attention of head h for the current position, from q into xb. */
+function attendHead(h: i32, pos: i32, layerCache: usize): void {
+  attendHeadAt(h, pos, layerCache, q, xb, att + (<usize>(h * seq_len) << 2));
 }
 
 /**
