@@ -753,7 +753,7 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
     throw new WasmError(
       `loadModel: ${file.source}: wasm memory needed is ${formatBytes(budget)} (weights ${formatBytes(weights)}, ` +
       `KV cache and run state ${formatBytes(state)} for ${seqLen} positions), expected at most 4 GiB, the wasm32 limit; ` +
-      `use precision "int8" or a smaller contextLength`,
+      (precision === "f32" ? `use precision "int8" or a smaller contextLength` : `use a smaller contextLength or a smaller model`),
       { source: file.source, field: "memory", actual: `${budget} bytes`, expected: `at most ${WASM_MEMORY_LIMIT} bytes` },
     );
   }
