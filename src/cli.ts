@@ -8,15 +8,24 @@ import { DormantError, OptionError } from "./errors.js";
 import { formatOptions, parseArgs, type OptionSpecs, type ParsedArgs } from "./args.js";
 import { convertToGGUF } from "./convert.js";
 import { evaluate } from "./eval/perplexity.js";
+import {
+  checkBoundRanges, checkBounds, checkCorpus, checkMeasurable, checkSameBase, DEFAULT_MAX_NEW_TOKENS, describeCheck, GateFailure, gateReportJson,
+  gateReportMarkdown, mergeBounds, measureGate, parseBounds, parsePrompts, type Bounds, type GateProgress, type MetricName,
+} from "./eval/gate.js";
+import { inspectFigures, renderInspectHtml } from "./eval/html.js";
+import { inspectModel } from "./eval/report.js";
 import { readModelFile } from "./formats/index.js";
-import { GGMLType } from "./types.js";
-import { readFileBytes, writeFileAtomic } from "./io.js";
+import { GGMLType, type Vocab } from "./types.js";
+import { ggufToVocab, hasGGUFMagic, parseGGUF } from "./gguf.js";
+import { createTokenizer } from "./tokenizer/index.js";
+import { joinPath, makeDirectory, readFileBytes, writeFileAtomic } from "./io.js";
 import { resolveModel } from "./catalog.js";
 import { createModel, loadModel, type LoadOptions, type LoadProgress, type Model, type Precision, type SparsityMode } from "./model.js";
 import { calibrate } from "./sparsity/calibrate.js";
 import { readSparsity, writeSparsityGGUF } from "./sparsity/format.js";
 import { createProgressBar } from "./progress.js";
 import type { GenerationSummary } from "./generate.js";
+import { chatPrompt, type ChatMessage, type ChatOptions, type ChatSummary } from "./chat.js";
 
 const DEFAULT_MODEL = "stories260K";
 
@@ -45,7 +54,45 @@ const generateOptions: OptionSpecs = {
   seed: { kind: "integer", help: "random seed for sampling (default: time)" },
 };
 
+const chatOptions: OptionSpecs = {
+  ...modelOptions,
+  message: { kind: "string", help: "one user message: print the reply and exit (default: read one message per line from stdin)" },
+  system: { kind: "string", help: "system message placed before the conversation" },
+  "show-prompt": { kind: "boolean", help: "print each rendered prompt on stderr before the reply" },
+  "max-tokens": generateOptions["max-tokens"],
+  temperature: generateOptions.temperature,
+  "top-p": generateOptions["top-p"],
+  "top-k": generateOptions["top-k"],
+  "min-p": generateOptions["min-p"],
+  "repeat-penalty": generateOptions["repeat-penalty"],
+  seed: generateOptions.seed,
+};
+
 const modeChoices = ["dense", "oracle", "predicted"] as const;
+
+/** Flags that set one side of a gate bound, and the metric and side they set. */
+const boundFlags: Record<string, { metric: MetricName; side: "min" | "max"; help: string }> = {
+  "max-perplexity": { metric: "perplexity", side: "max", help: "largest allowed perplexity of the model" },
+  "max-perplexity-ratio": { metric: "perplexity_ratio", side: "max", help: "largest allowed perplexity / reference perplexity" },
+  "max-kl": { metric: "mean_kl", side: "max", help: "largest allowed mean KL(reference ‖ model), nats per token" },
+  "min-top1": { metric: "top1_agreement", side: "min", help: "smallest allowed share of positions whose argmax agrees, in [0, 1]" },
+  "min-recall": { metric: "recall", side: "min", help: "smallest allowed predictor recall of any layer, in [0, 1]" },
+  "max-kept-fraction": { metric: "kept_fraction", side: "max", help: "largest allowed mean kept fraction of FFN neurons, in [0, 1]" },
+  "min-greedy-tokens": { metric: "greedy_tokens", side: "min", help: "smallest allowed mean of greedy tokens that agree before the first difference" },
+  "min-expected-tokens": { metric: "expected_tokens", side: "min", help: "smallest allowed mean of greedy tokens that match the expected text" },
+};
+
+const builtinReferences: readonly string[] = ["int8", "f32", ...modeChoices];
+
+const gateOptions: OptionSpecs = {
+  prompts: { kind: "string", help: 'prompt suite, JSON Lines: {"prompt": "...", "expected": "..."} per line; measures greedy agreement' },
+  "max-new-tokens": { kind: "integer", help: `greedy tokens per prompt at most (default ${DEFAULT_MAX_NEW_TOKENS})` },
+  "against-mode": { kind: "string", choices: modeChoices, help: "FFN mode of an --against file (default: its own, predicted when it has a predictor)" },
+  bounds: { kind: "string", help: 'bounds config, JSON: {"perplexity_ratio": {"max": 1.75}, ...}; a crossed bound exits with code 1' },
+  ...Object.fromEntries(Object.entries(boundFlags).map(([name, flag]) => [name, { kind: "number" as const, help: flag.help }])),
+  "report-json": { kind: "string", help: "write the JSON report of a gate run to this file" },
+  "report-md": { kind: "string", help: "write a markdown summary of a gate run to this file" },
+};
 
 const evalOptions: OptionSpecs = {
   ...modelOptions,
@@ -54,9 +101,10 @@ const evalOptions: OptionSpecs = {
   "max-tokens": { kind: "integer", help: "score at most this many tokens" },
   mode: { kind: "string", choices: modeChoices, help: "FFN mode of a file with sparsity data (default predicted)" },
   against: {
-    kind: "string", choices: ["int8", "f32", ...modeChoices],
-    help: "reference run: another precision (dense) or another FFN mode; reports agreement, mean KL and per-layer recall",
+    kind: "string",
+    help: "reference run: int8 or f32 (dense), dense, oracle or predicted (FFN mode of the same file), or a path to another model file of the same base model",
   },
+  ...gateOptions,
 };
 
 const calibrateOptions: OptionSpecs = {
@@ -96,6 +144,7 @@ const tokenizeOptions: OptionSpecs = {
   catalog: modelOptions.catalog,
   bos: { kind: "boolean", help: "prepend BOS" },
   pieces: { kind: "boolean", help: "print the piece of each token as well" },
+  special: { kind: "boolean", help: "read special-token text such as <|eot_id|> as that token" },
   json: modelOptions.json,
   help: modelOptions.help,
 };
@@ -107,11 +156,30 @@ const pullOptions: OptionSpecs = {
   help: modelOptions.help,
 };
 
+const inspectOptions: OptionSpecs = {
+  model: modelOptions.model,
+  tokenizer: modelOptions.tokenizer,
+  catalog: modelOptions.catalog,
+  kernels: modelOptions.kernels,
+  text: { kind: "string", help: "UTF-8 text; the first half of its documents calibrates the sweep, the second half is profiled and scored" },
+  report: { kind: "string", help: "output .html file: one page with inline SVG plots, no scripts, loads nothing" },
+  "svg-dir": { kind: "string", help: "also write each plot as an .svg file into this folder" },
+  "max-tokens": { kind: "integer", help: "tokens traced for the profile and for the sweep's calibration (default 4000)" },
+  "eval-tokens": { kind: "integer", help: "tokens scored per perplexity evaluation (default 2000)" },
+  sparsities: { kind: "string", help: "target sparsities S of the sweep, comma-separated (default 0.1,0.3,0.5,0.7,0.9)" },
+  windows: { kind: "string", help: "window sizes k of the reuse measure, comma-separated (default 1,2,4,8,16,32,64)" },
+  json: modelOptions.json,
+  quiet: modelOptions.quiet,
+  help: modelOptions.help,
+};
+
 const commands: Record<string, { summary: string; specs: OptionSpecs; run: (args: ParsedArgs) => Promise<void> }> = {
   generate: { summary: "write text that continues a prompt", specs: generateOptions, run: runGenerate },
-  eval: { summary: "perplexity of a model on a text file, optionally against a reference run", specs: evalOptions, run: runEval },
+  chat: { summary: "reply to messages through the model's chat template", specs: chatOptions, run: runChat },
+  eval: { summary: "perplexity of a model on a text file, optionally against a reference run and checked against bounds", specs: evalOptions, run: runEval },
   calibrate: { summary: "fit sparsity thresholds and a predictor, write them into a GGUF", specs: calibrateOptions, run: runCalibrate },
   convert: { summary: "convert a llama2.c checkpoint or GGUF to GGUF (f32 or q8_0)", specs: convertOptions, run: runConvert },
+  inspect: { summary: "write an HTML report of where a sparse model's neurons are dormant", specs: inspectOptions, run: runInspect },
   info: { summary: "print a model's configuration and tensors", specs: infoOptions, run: runInfo },
   tokenize: { summary: "print the token ids of a text", specs: tokenizeOptions, run: runTokenize },
   pull: { summary: "download a catalog model into the cache, checking its sha256", specs: pullOptions, run: runPull },
@@ -216,7 +284,86 @@ async function runGenerate(args: ParsedArgs): Promise<void> {
   model.dispose();
 }
 
+/** Formats the stderr summary of one run: token counts, speed, precision and kernels. */
+function summaryLine(summary: GenerationSummary, model: Model): string {
+  return `prompt ${summary.promptTokens} tokens, generated ${summary.generatedTokens} tokens, ` +
+    `${summary.tokensPerSecond.toFixed(1)} tokens/s, precision ${model.precision}, kernels ${model.kernels}\n`;
+}
+
+/**
+ * Replies to one message (--message) or to each line read from stdin, keeping the conversation:
+ * every turn renders the whole conversation again and runs it from position 0.
+ */
+async function runChat(args: ParsedArgs): Promise<void> {
+  const { options, positionals } = args;
+  if (positionals.length > 0) {
+    throw new OptionError(`dormant chat: found ${positionals.length} words after the options, expected none (pass the message with --message)`, {
+      source: "arguments", field: "message", actual: `${positionals.length} words`, expected: "none",
+    });
+  }
+  const model = await loadModel(modelName(args), loadOptions(args));
+  if (model.chatFormat.template === null) stderr.write("no chat template in the file; using dormant's fallback format\n");
+  const messages: ChatMessage[] = [];
+  if (options.system !== undefined) messages.push({ role: "system", content: options.system as string });
+  const chatSettings: ChatOptions = {
+    maxTokens: options["max-tokens"] as number | undefined,
+    temperature: options.temperature as number | undefined,
+    topP: options["top-p"] as number | undefined,
+    topK: options["top-k"] as number | undefined,
+    minP: options["min-p"] as number | undefined,
+    repetitionPenalty: options["repeat-penalty"] as number | undefined,
+    seed: options.seed as number | undefined,
+  };
+
+  const reply = async (content: string): Promise<void> => {
+    messages.push({ role: "user", content });
+    if (options["show-prompt"]) stderr.write(`${chatPrompt(model, messages).text}\n`);
+    const iterator = model.chat(messages, chatSettings);
+    let summary: ChatSummary;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) {
+        summary = next.value;
+        break;
+      }
+      if (!options.json) stdout.write(next.value.text);
+    }
+    messages.push({ role: "assistant", content: summary.text });
+    if (options.json) {
+      writeJson({ prompt: summary.prompt, text: summary.text, tokens: summary.tokens, tokens_per_second: summary.tokensPerSecond });
+    } else {
+      stdout.write("\n");
+    }
+    if (!options.quiet) stderr.write(summaryLine(summary, model));
+  };
+
+  if (options.message !== undefined) {
+    await reply(options.message as string);
+  } else {
+    const { createInterface } = await import("node:readline");
+    const interactive = Boolean(process.stdin.isTTY);
+    // The "> " prompt goes to stderr, so stdout carries only replies.
+    const lines = createInterface({ input: process.stdin, output: interactive ? stderr : undefined, terminal: interactive });
+    if (interactive) {
+      stderr.write("Type a message and press Enter; Ctrl-D ends the chat.\n");
+      lines.setPrompt("> ");
+      lines.prompt();
+    }
+    try {
+      for await (const line of lines) {
+        if (line.trim() !== "") await reply(line);
+        if (interactive) lines.prompt();
+      }
+    } finally {
+      // A failed turn must not leave stdin open, or the process would wait for more input.
+      lines.close();
+    }
+  }
+  model.dispose();
+}
+
 async function runEval(args: ParsedArgs): Promise<void> {
+  if (isGateRun(args)) return runEvalGate(args);
   const { options } = args;
   const textPath = requireOption("eval", options.text as string | undefined, "text", "a path to a UTF-8 text file");
   const text = new TextDecoder("utf-8", { fatal: false }).decode(await readFileBytes(textPath));
@@ -328,8 +475,26 @@ async function runCalibrate(args: ParsedArgs): Promise<void> {
   }
 }
 
-async function readModelArgument(args: ParsedArgs) {
+/**
+ * Reads --model for `tokenize`. A GGUF without tensors, such as llama.cpp's ggml-vocab-*.gguf,
+ * gives only its vocabulary, whatever architecture it names.
+ */
+async function readVocabArgument(args: ParsedArgs): Promise<{ source: string; vocab?: Vocab }> {
   const resolved = await resolveModel(modelName(args), {
+    catalog: args.options.catalog as string | undefined, onProgress: progressReporter(args),
+  });
+  const bytes = await readFileBytes(resolved.modelPath);
+  const tokenizerPath = (args.options.tokenizer as string | undefined) ?? resolved.tokenizerPath;
+  if (hasGGUFMagic(bytes) && tokenizerPath === undefined) {
+    const gguf = parseGGUF(bytes, resolved.modelPath);
+    if (gguf.tensors.size === 0) return { source: resolved.modelPath, vocab: ggufToVocab(gguf, resolved.modelPath) };
+  }
+  const tokenizer = tokenizerPath ? { bytes: await readFileBytes(tokenizerPath), source: tokenizerPath } : undefined;
+  return readModelFile(bytes, resolved.modelPath, tokenizer);
+}
+
+async function readModelArgument(args: ParsedArgs, name = modelName(args)) {
+  const resolved = await resolveModel(name, {
     catalog: args.options.catalog as string | undefined, onProgress: progressReporter(args),
   });
   const tokenizerPath = (args.options.tokenizer as string | undefined) ?? resolved.tokenizerPath;
@@ -387,16 +552,15 @@ function tensorTypeName(type: number): string {
 }
 
 async function runTokenize(args: ParsedArgs): Promise<void> {
-  const file = await readModelArgument(args);
+  const file = await readVocabArgument(args);
   if (!file.vocab) {
     throw new OptionError(`dormant tokenize: ${file.source}: tokenizer is missing, expected --tokenizer for a llama2.c checkpoint`, {
       source: file.source, field: "tokenizer", actual: "missing", expected: "a vocabulary",
     });
   }
-  const { SpmTokenizer } = await import("./tokenizer/spm.js");
-  const tokenizer = new SpmTokenizer(file.vocab);
+  const tokenizer = createTokenizer(file.vocab, file.source);
   const text = args.positionals.join(" ");
-  const ids = tokenizer.encode(text, { bos: Boolean(args.options.bos) });
+  const ids = tokenizer.encode(text, { bos: Boolean(args.options.bos), parseSpecial: Boolean(args.options.special) });
   const pieces = ids.map((id) => file.vocab!.tokens[id]);
   if (args.options.json) {
     writeJson(args.options.pieces ? { tokens: ids, pieces } : { tokens: ids });
@@ -420,6 +584,204 @@ async function runPull(args: ParsedArgs): Promise<void> {
     writeJson({ model: resolved.modelPath, tokenizer: resolved.tokenizerPath ?? null, downloaded: resolved.downloaded });
   } else {
     stdout.write(`${resolved.modelPath}\n${resolved.tokenizerPath ? `${resolved.tokenizerPath}\n` : ""}`);
+  }
+}
+
+/** Whether an eval run is a gate run: any gate option, or a model file as the reference. */
+function isGateRun(args: ParsedArgs): boolean {
+  const against = args.options.against as string | undefined;
+  if (against !== undefined && !builtinReferences.includes(against)) return true;
+  return Object.keys(gateOptions).some((name) => args.options[name] !== undefined);
+}
+
+function decodeText(bytes: Uint8Array): string {
+  return new TextDecoder("utf-8", { fatal: false }).decode(bytes);
+}
+
+/** Bounds of a gate run: the --bounds file, with sides set by flags replacing the file's. */
+async function gateBounds(args: ParsedArgs): Promise<Bounds> {
+  const path = args.options.bounds as string | undefined;
+  const fromFile = path === undefined ? {} : parseBounds(decodeText(await readFileBytes(path)), path);
+  const fromFlags: Bounds = {};
+  for (const [name, flag] of Object.entries(boundFlags)) {
+    const value = args.options[name] as number | undefined;
+    if (value !== undefined) fromFlags[flag.metric] = { ...fromFlags[flag.metric], [flag.side]: value };
+  }
+  return checkBoundRanges(mergeBounds(fromFile, fromFlags), "bounds");
+}
+
+/** Progress bars of a gate run, one per phase, on stderr. */
+function gateProgress(args: ParsedArgs): ((progress: GateProgress) => void) | undefined {
+  if (args.options.quiet || args.options.json) return undefined;
+  const labels = { eval: ["eval", "tokens"], recall: ["eval: recall", "tokens"], greedy: ["eval: greedy", "prompts"] } as const;
+  const bars = new Map<string, ReturnType<typeof createProgressBar>>();
+  return (progress) => {
+    let bar = bars.get(progress.phase);
+    if (!bar) {
+      const [label, unit] = labels[progress.phase];
+      bar = createProgressBar(stderr, label, { unit });
+      bars.set(progress.phase, bar);
+    }
+    bar.update(progress.loaded, progress.total);
+    if (progress.loaded >= progress.total) bar.done();
+  };
+}
+
+/**
+ * Runs eval as a regression gate: the model against a reference (a precision, a mode of the same
+ * file or another file of the same base model), the metrics checked against bounds, reports
+ * written, and a GateFailure (exit code 1) when a bound is crossed.
+ */
+async function runEvalGate(args: ParsedArgs): Promise<void> {
+  const { options } = args;
+  const textPath = requireOption("eval", options.text as string | undefined, "text", "a path to a UTF-8 text file");
+  const text = decodeText(await readFileBytes(textPath));
+  checkCorpus(text, textPath);
+  const promptsPath = options.prompts as string | undefined;
+  const prompts = promptsPath === undefined ? undefined : parsePrompts(decodeText(await readFileBytes(promptsPath)), promptsPath);
+  const maxNewTokens = (options["max-new-tokens"] as number | undefined) ?? DEFAULT_MAX_NEW_TOKENS;
+  if (maxNewTokens < 1) {
+    throw new OptionError(`dormant eval: option --max-new-tokens is ${maxNewTokens}, expected an integer ≥ 1`, {
+      source: "option max-new-tokens", field: "max-new-tokens", actual: String(maxNewTokens), expected: "an integer ≥ 1",
+    });
+  }
+  const bounds = await gateBounds(args);
+
+  const file = await readModelArgument(args);
+  const against = (options.against as string | undefined) ?? "int8";
+  const referenceFile = builtinReferences.includes(against) ? file : await readModelArgument(args, against);
+  if (referenceFile !== file) checkSameBase(file, referenceFile);
+  checkMeasurable(bounds, { prompts, predictor: file.sparsity !== undefined });
+
+  const load = loadOptions(args);
+  const model = await createModel(file, load);
+  if (options.mode) model.setMode(options.mode as SparsityMode);
+  let reference: Model;
+  if (against === "int8" || against === "f32") {
+    reference = await createModel(file, { ...load, precision: against, sparsity: null, onProgress: undefined });
+  } else {
+    reference = await createModel(referenceFile, { ...load, onProgress: undefined });
+    const mode = referenceFile === file ? against : options["against-mode"];
+    if (mode) reference.setMode(mode as SparsityMode);
+  }
+
+  const measurement = await measureGate(model, text, {
+    reference, sparsity: model.hasPredictor ? file.sparsity : undefined, prompts, maxNewTokens,
+    maxTokens: options["max-tokens"] as number | undefined, source: textPath, onProgress: gateProgress(args),
+  });
+  const checks = checkBounds(measurement.metrics, bounds);
+  const context = { model: file.source, mode: model.mode, precision: model.precision, against, text: textPath };
+  const json = gateReportJson(context, measurement, checks);
+  const encoder = new TextEncoder();
+  if (options["report-json"]) await writeFileAtomic(options["report-json"] as string, encoder.encode(`${JSON.stringify(json, null, 2)}\n`));
+  if (options["report-md"]) await writeFileAtomic(options["report-md"] as string, encoder.encode(gateReportMarkdown(context, measurement, checks)));
+  model.dispose();
+  reference.dispose();
+
+  if (options.json) writeJson(json);
+  else printGateSummary(measurement, against, reference.precision);
+  if (checks.some((check) => !check.passed)) throw new GateFailure(checks);
+  if (!options.quiet && !options.json && checks.length > 0) {
+    stderr.write(`eval: ${checks.length} bounds checked, all passed (${checks.map(describeCheck).join("; ")})\n`);
+  }
+}
+
+function printGateSummary(measurement: Awaited<ReturnType<typeof measureGate>>, against: string, referencePrecision: string): void {
+  const { metrics, layers, prompts } = measurement;
+  const percent = (value: number, digits = 1): string => `${(value * 100).toFixed(digits)}%`;
+  stdout.write(`perplexity ${metrics.perplexity!.toFixed(4)} over ${measurement.tokens} tokens, kept ${percent(metrics.kept_fraction!)}\n`);
+  stdout.write(
+    `perplexity ${metrics.reference_perplexity!.toFixed(4)} (${against}, ${referencePrecision}), ratio ${metrics.perplexity_ratio!.toFixed(4)}, ` +
+    `top-1 agreement ${percent(metrics.top1_agreement!, 2)}, mean KL ${metrics.mean_kl!.toExponential(3)} nats\n`,
+  );
+  for (const [l, layer] of layers.entries()) {
+    const recall = layer.measured ? `, recall ${percent(layer.measured.recall, 2)}` : "";
+    stdout.write(`  layer ${l}: kept ${percent(layer.keptFraction)}, candidates ${percent(layer.candidateFraction)}${recall}, ` +
+      `FFN ${(layer.ffnBytesPerToken / 1024).toFixed(1)} KiB/token\n`);
+  }
+  if (prompts.length > 0) {
+    const expected = metrics.expected_tokens === undefined ? "" : `, ${metrics.expected_tokens.toFixed(1)} match the expected text`;
+    stdout.write(`greedy: ${prompts.length} prompts, ${metrics.greedy_tokens!.toFixed(1)} tokens agree before the first difference ` +
+      `(at most ${measurement.maxNewTokens})${expected}\n`);
+  }
+}
+
+/** Parses a comma-separated list of numbers given to `--name`. */
+function numberList(command: string, name: string, raw: string, expected: string): number[] {
+  const values = raw.split(",").map((word) => Number(word.trim()));
+  if (raw.trim() === "" || values.some((value, i) => !Number.isFinite(value) || raw.split(",")[i].trim() === "")) {
+    throw new OptionError(`dormant ${command}: option --${name} is "${raw}", expected ${expected}`, {
+      source: `option ${name}`, field: name, actual: raw, expected,
+    });
+  }
+  return values;
+}
+
+async function runInspect(args: ParsedArgs): Promise<void> {
+  const { options } = args;
+  const textPath = requireOption("inspect", options.text as string | undefined, "text", "a path to a UTF-8 text file");
+  const reportPath = requireOption("inspect", options.report as string | undefined, "report", "the path of the .html file to write");
+  const sparsities = options.sparsities === undefined
+    ? undefined
+    : numberList("inspect", "sparsities", options.sparsities as string, "comma-separated numbers in [0, 0.99]");
+  const windows = options.windows === undefined
+    ? undefined
+    : numberList("inspect", "windows", options.windows as string, "comma-separated integers ≥ 1");
+  const text = decodeText(await readFileBytes(textPath));
+  checkCorpus(text, textPath, "inspect");
+  const file = await readModelArgument(args);
+
+  const bars = new Map<string, ReturnType<typeof createProgressBar>>();
+  const quiet = Boolean(options.quiet || options.json);
+  const data = await inspectModel(file, text, {
+    maxTokens: options["max-tokens"] as number | undefined,
+    evalTokens: options["eval-tokens"] as number | undefined,
+    sparsities, windows, source: textPath,
+    load: { kernels: (options.kernels as "auto" | "exact" | "relaxed" | undefined) ?? "auto" },
+    onProgress: quiet ? undefined : (progress) => {
+      let bar = bars.get(progress.phase);
+      if (!bar) {
+        bar = createProgressBar(stderr, `inspect: ${progress.phase}`, { unit: { profile: "tokens", modes: "modes", sweep: "steps" }[progress.phase] });
+        bars.set(progress.phase, bar);
+      }
+      bar.update(progress.loaded, progress.total);
+      if (progress.loaded >= progress.total) bar.done();
+    },
+  });
+
+  const figures = inspectFigures(data);
+  const encoder = new TextEncoder();
+  await writeFileAtomic(reportPath, encoder.encode(renderInspectHtml(data, figures)));
+  const svgDirectory = options["svg-dir"] as string | undefined;
+  const svgPaths: string[] = [];
+  if (svgDirectory !== undefined) {
+    await makeDirectory(svgDirectory);
+    for (const entry of figures) {
+      const path = joinPath(svgDirectory, `${entry.name}.svg`);
+      await writeFileAtomic(path, encoder.encode(entry.svg));
+      svgPaths.push(path);
+    }
+  }
+
+  const { profile, sweep } = data;
+  if (options.json) {
+    writeJson({
+      report: reportPath, svg: svgPaths, tokens: profile.tokens, windows: profile.windows,
+      layers: profile.layers.map((layer) => ({
+        threshold: layer.threshold, kept_fraction: layer.keptFraction, hot_neurons: layer.hotNeurons, cold_neurons: layer.coldNeurons,
+        top_decile_share: layer.topDecileShare, jaccard: layer.jaccard, reuse: layer.reuse, independent_reuse: layer.independentReuse,
+        window_union: layer.windowUnion, recall: layer.predictor.recall, candidates: layer.predictor.candidates,
+        kept_at_threshold: layer.keptAtThreshold, histogram: layer.histogram,
+      })),
+      quantiles: profile.quantiles, sweep_thresholds: profile.sweepThresholds,
+      modes: data.modes.map((mode) => ({
+        mode: mode.mode, perplexity: mode.perplexity, ffn_bytes_per_token: mode.layers.map((layer) => layer.ffnBytesPerToken),
+      })),
+      sweep: { dense: sweep.dense, rank: sweep.rank, points: sweep.points },
+    });
+  } else if (!options.quiet) {
+    stderr.write(`wrote ${reportPath}: ${figures.length} plots, ${profile.tokens} tokens traced` +
+      `${svgPaths.length > 0 ? `, ${svgPaths.length} .svg files in ${svgDirectory}` : ""}\n`);
   }
 }
 

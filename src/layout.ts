@@ -20,12 +20,23 @@ export function interleaveQ8Rows(
   const groups = paddedRows(rows) / 4;
   const outQuants = new Int8Array(groups * 4 * cols);
   const outScales = new Float32Array(groups * 4 * nb);
+  // Blocks move as 8 words of 4 bytes; a block starts at a multiple of 32 bytes in both arrays.
+  const aligned = quants.byteOffset % 4 === 0;
+  const source = aligned ? new Uint32Array(quants.buffer, quants.byteOffset, (rows * cols) >> 2) : null;
+  const target = new Uint32Array(outQuants.buffer);
   for (let r = 0; r < rows; r++) {
     const group = r >> 2;
     const lane = r & 3;
     for (let b = 0; b < nb; b++) {
       const index = (group * nb + b) * 4 + lane;
-      outQuants.set(quants.subarray(r * cols + b * 32, r * cols + b * 32 + 32), index * 32);
+      const from = r * cols + b * 32;
+      if (source) {
+        const fromWord = from >> 2;
+        const toWord = index * 8;
+        for (let w = 0; w < 8; w++) target[toWord + w] = source[fromWord + w];
+      } else {
+        outQuants.set(quants.subarray(from, from + 32), index * 32);
+      }
       outScales[index] = scales[r * nb + b];
     }
   }

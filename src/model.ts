@@ -15,7 +15,8 @@ import { createTokenizer, type Tokenizer } from "./tokenizer/index.js";
 import { GGMLType, type LlamaConfig, type ModelFile, type TensorData } from "./types.js";
 import { instantiateKernels, type DormantExports, type KernelChoice, type KernelVariant } from "./wasm.js";
 import { generate, type GenerateOptions, type GeneratedPiece, type GenerationSummary } from "./generate.js";
-import { chat, readChatFormat, type ChatFormat, type ChatMessage, type ChatOptions, type ChatSummary } from "./chat.js";
+import { readChatFormat, type ChatFormat, type ChatMessage } from "./chat-format.js";
+import type { ChatOptions, ChatSummary } from "./chat.js";
 
 export type Precision = "f32" | "int8";
 
@@ -238,7 +239,7 @@ export class Model {
     this.precision = precision;
     this.kernels = variant;
     this.source = file.source;
-    this.tokenizer = createTokenizer(file.vocab);
+    this.tokenizer = createTokenizer(file.vocab, file.source);
     this.chatFormat = readChatFormat(file);
     this.#wasm = wasm;
     this.#stats = {
@@ -487,9 +488,15 @@ export class Model {
   /**
    * Streams the reply to `messages`, rendered with the file's chat template (dormant's fallback
    * format when it has none); see src/chat.ts. The generator returns a summary with the prompt.
+   * The template engine loads on the first step, so template and option errors reject that step.
    */
   chat(messages: readonly ChatMessage[], options: ChatOptions = {}): AsyncGenerator<GeneratedPiece, ChatSummary> {
-    return chat(this, messages, options);
+    // The template engine loads on first use, so bundles without chat stay small.
+    const model = this;
+    return (async function* () {
+      const { chat } = await import("./chat.js");
+      return yield* chat(model, messages, options);
+    })();
   }
 
   /** @internal Records the counters of a finished run. */
