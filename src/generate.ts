@@ -89,7 +89,9 @@ export function generate(
 /** Positions to feed: the context, the step count and the token budget each cap it. */
 function positionLimitFor(promptTokens: number, seqLen: number, steps?: number, maxTokens?: number): { limit: number; reason: GenerationSummary["stopReason"] } {
   const limit = Math.min(seqLen, steps ?? seqLen, maxTokens !== undefined ? promptTokens - 1 + maxTokens : seqLen);
-  const reason = limit === seqLen ? "context" : steps !== undefined && limit === steps ? "steps" : "max_tokens";
+  let reason: GenerationSummary["stopReason"] = "max_tokens";
+  if (limit === seqLen) reason = "context";
+  else if (steps !== undefined && limit === steps) reason = "steps";
   return { limit, reason };
 }
 

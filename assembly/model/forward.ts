@@ -65,7 +65,7 @@ function embed(token: i32): void {
 
 /**
  * Scaled dot-product attention of head h over positions 0..pos: reads the query at qBase,
- * writes the head's output at outBase, uses `scores` (seq_len f32) as scratch.
+ * writes the head's output at outBase, and uses scoreBase (seq_len f32) as scratch.
  */
 export function attendHeadAt(h: i32, pos: i32, layerCache: usize, qBase: usize, outBase: usize, scoreBase: usize): void {
   const qh = qBase + (<usize>(h * head_size) << 2);

@@ -1,6 +1,6 @@
 // Prefill: a block of up to PREFILL_BLOCK prompt tokens through every layer at once. Matrices
-// run as matrix × block (matmat_q8.ts), so each weight is read from memory once per block;
-// attention runs per token over positions 0..pos with the causal mask implied by that range.
+// run as matrix × block (matmat_q8.ts), so each weight is read from memory once per block.
+// Attention runs per token over positions 0..pos, which is the causal mask.
 // Every operation is the one forward() performs for a single token, in the same order, so a
 // block gives bit-identical logits and KV cache to feeding its tokens one by one.
 
@@ -125,7 +125,7 @@ export function forwardBlock(n: i32, pos0: i32, allLogits: i32): usize {
       }
     }
 
-    // causal attention: token t sees positions 0..pos0+t
+    // causal attention: token t attends to positions 0..pos0+t
     for (let t = 0; t < n; t++) {
       for (let h = 0; h < n_heads; h++) {
         attendHeadAt(h, pos0 + t, layerCache, row(bq, t, dim), row(bxb, t, dim_pad), att + (<usize>(h * seq_len) << 2));
