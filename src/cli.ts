@@ -766,7 +766,8 @@ async function runInspect(args: ParsedArgs): Promise<void> {
   const { profile, sweep } = data;
   if (options.json) {
     writeJson({
-      report: reportPath, svg: svgPaths, tokens: profile.tokens, windows: profile.windows,
+      report: reportPath, svg: svgPaths, tokens: profile.tokens, contexts: profile.contexts, sampled_tokens: profile.sampledTokens,
+      windows: profile.windows,
       layers: profile.layers.map((layer) => ({
         threshold: layer.threshold, kept_fraction: layer.keptFraction, hot_neurons: layer.hotNeurons, cold_neurons: layer.coldNeurons,
         top_decile_share: layer.topDecileShare, jaccard: layer.jaccard, reuse: layer.reuse, independent_reuse: layer.independentReuse,

@@ -18,7 +18,7 @@ export interface GenerateOptions extends SamplerOptions {
   stopAtEos?: boolean;
   /** More token ids that stop generation as EOS does, when stopAtEos is on; chat() passes the end-of-turn token. */
   stopTokens?: readonly number[];
-  /** Prepend BOS to a text prompt (default true). Ignored for a prompt given as ids. */
+  /** Prepend BOS to a text prompt (default: as the vocabulary says). Ignored for a prompt given as ids. */
   bos?: boolean;
   signal?: AbortSignal;
 }
@@ -69,10 +69,10 @@ export function generate(
   const maxTokens = checkCount("maxTokens", options.maxTokens, Number.MAX_SAFE_INTEGER);
   const steps = checkCount("steps", options.steps, seqLen);
 
-  const tokens = typeof prompt === "string" ? model.tokenize(prompt, { bos: options.bos ?? true }) : [...prompt];
+  const tokens = typeof prompt === "string" ? model.tokenize(prompt, { bos: options.bos }) : [...prompt];
   if (tokens.length === 0) {
     optionMismatch("generate", {
-      source: "prompt", field: "length", actual: "0 tokens", expected: "at least 1 token (pass a text prompt or keep bos)",
+      source: "prompt", field: "length", actual: "0 tokens", expected: "at least 1 token (pass a non-empty prompt or set bos: true)",
     });
   }
   if (tokens.length >= seqLen) {

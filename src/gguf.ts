@@ -26,6 +26,8 @@ import { validateModelTensors } from "./formats/index.js";
 import { elementCount, Q8_0_BLOCK_BYTES, Q8_0_BLOCK_VALUES } from "./quant.js";
 import { Q4_0_BLOCK_BYTES, Q4_0_BLOCK_VALUES, Q4_K_BLOCK_BYTES, Q6_K_BLOCK_BYTES, QK_K } from "./quant-k.js";
 import { GGMLType, type LlamaConfig, type ModelFile, type TensorData, type Vocab } from "./types.js";
+import { findPreTokenizer } from "./tokenizer/pretokenize.js";
+import { stripsAfterSpecialTokens } from "./tokenizer/special.js";
 
 /** GGUF metadata value types, with the spec's ids. */
 export enum GGUFValueType {
@@ -503,17 +505,28 @@ class MetadataReader {
   }
 }
 
-/** Reads the `tokenizer.ggml.*` metadata of a GGUF file (also of a vocab-only file) into a Vocab. */
+/**
+ * Reads the `tokenizer.ggml.*` metadata of a GGUF file (also of a vocab-only file) into a Vocab:
+ * "llama" (SentencePiece) or "gpt2" (byte-level BPE, with merges and a pre-tokenizer name).
+ * Defaults follow llama.cpp's loader.
+ */
 export function ggufToVocab(gguf: GGUFFile, source: string): Vocab {
   const meta = new MetadataReader(gguf.metadata, source);
   const model = meta.string("tokenizer.ggml.model");
-  if (model !== "llama") {
-    meta.fail("metadata tokenizer.ggml.model", JSON.stringify(model), `"llama"`, "only SentencePiece-style vocabularies are supported so far");
+  if (model !== "llama" && model !== "gpt2") {
+    meta.fail(
+      "metadata tokenizer.ggml.model", JSON.stringify(model), `"llama" or "gpt2"`,
+      "only SentencePiece and byte-level BPE vocabularies are supported so far",
+    );
   }
+  const bpe = model === "gpt2";
 
   const tokens = meta.array("tokenizer.ggml.tokens", new Set([GGUFValueType.STRING]), "STRING") as string[];
   if (tokens.length === 0) meta.fail("metadata tokenizer.ggml.tokens", "empty", "at least one token");
-  const scores = meta.array("tokenizer.ggml.scores", FLOAT_TYPES, "FLOAT32");
+  // Byte-level BPE ranks merges instead of scoring pieces, so its files usually have no scores.
+  const scores = bpe && !meta.has("tokenizer.ggml.scores")
+    ? new Array<number>(tokens.length).fill(0)
+    : meta.array("tokenizer.ggml.scores", FLOAT_TYPES, "FLOAT32");
   const types = meta.array("tokenizer.ggml.token_type", INTEGER_TYPES, "INT32");
   for (const [key, list] of [["tokenizer.ggml.scores", scores], ["tokenizer.ggml.token_type", types]] as const) {
     if (list.length !== tokens.length) {
@@ -526,17 +539,25 @@ export function ggufToVocab(gguf: GGUFFile, source: string): Vocab {
     if (id < 0 || id >= tokens.length) meta.fail(`metadata ${key}`, String(id), `a token id in 0..${tokens.length - 1}`);
     return id;
   };
-  // Defaults are SentencePiece's ids, which llama.cpp also assumes for "llama" vocabularies.
+  const optionalTokenId = (key: string): number | undefined => (meta.has(key) ? tokenId(key, 0) : undefined);
+  const optionalString = (key: string): string | undefined => (meta.has(key) ? meta.string(key) : undefined);
+  const pre = bpe ? optionalString("tokenizer.ggml.pre") : undefined;
+  // Defaults are llama.cpp's: SentencePiece's usual ids, and 11 for byte-level BPE.
   return {
     model,
     tokens,
     scores: Float32Array.from(scores as number[]),
     types: Int32Array.from(types as number[]),
-    bos_id: tokenId("tokenizer.ggml.bos_token_id", 1),
-    eos_id: tokenId("tokenizer.ggml.eos_token_id", 2),
-    unk_id: tokenId("tokenizer.ggml.unknown_token_id", 0),
-    add_bos: meta.bool("tokenizer.ggml.add_bos_token", true),
-    add_space_prefix: meta.bool("tokenizer.ggml.add_space_prefix", true),
+    bos_id: tokenId("tokenizer.ggml.bos_token_id", bpe ? 11 : 1),
+    eos_id: tokenId("tokenizer.ggml.eos_token_id", bpe ? 11 : 2),
+    unk_id: bpe ? optionalTokenId("tokenizer.ggml.unknown_token_id") ?? -1 : tokenId("tokenizer.ggml.unknown_token_id", 0),
+    add_bos: meta.bool("tokenizer.ggml.add_bos_token", bpe ? findPreTokenizer(pre)?.addBos ?? false : true),
+    add_eos: meta.has("tokenizer.ggml.add_eos_token") ? meta.bool("tokenizer.ggml.add_eos_token", false) : undefined,
+    add_space_prefix: meta.bool("tokenizer.ggml.add_space_prefix", !bpe),
+    merges: bpe ? (meta.array("tokenizer.ggml.merges", new Set([GGUFValueType.STRING]), "STRING") as string[]) : undefined,
+    pre,
+    eot_id: optionalTokenId("tokenizer.ggml.eot_token_id"),
+    special_rstrip: stripsAfterSpecialTokens(optionalString("general.name")) || undefined,
   };
 }
 

@@ -400,9 +400,12 @@ export class Model {
     return this.#wasm;
   }
 
-  /** Token ids of `text`; BOS is prepended when `bos` is true (default true). */
+  /**
+   * Token ids of `text`. BOS is prepended when `bos` is true; the default follows the vocabulary
+   * (`tokenizer.ggml.add_bos_token`: true for Llama and llama2.c models, false for Qwen2).
+   */
   tokenize(text: string, options: { bos?: boolean } = {}): number[] {
-    return this.tokenizer.encode(text, { bos: options.bos ?? true });
+    return this.tokenizer.encode(text, options.bos === undefined ? {} : { bos: options.bos });
   }
 
   /** Text of `ids`; control tokens print nothing and byte tokens join into UTF-8. */

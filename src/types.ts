@@ -86,8 +86,11 @@ export interface Vocab {
   pre?: string;
   /** GGUF `tokenizer.ggml.eot_token_id`: end of turn in chat models. */
   eot_id?: number;
-  /** GGUF `general.name`; llama.cpp sets per-token strip rules by model name (Phi-3). */
-  name?: string;
+  /**
+   * Whether special tokens swallow the spaces after them. llama.cpp sets this for Phi-3, which
+   * it recognizes by `general.name`, for all special tokens but <unk>, <s> and <|endoftext|>.
+   */
+  special_rstrip?: boolean;
 }
 
 /** A model file after parsing: config, tensors by GGUF name, vocabulary, and format facts. */

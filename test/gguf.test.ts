@@ -453,15 +453,23 @@ describe("GGUF errors", () => {
     );
   });
 
-  it("rejects tokenizer model gpt2", () => {
+  it("rejects gpt2 vocab without merges", () => {
     const bytes = editedStories((entries) =>
       entries.map((e) => (e.key === "tokenizer.ggml.model" ? { ...e, value: "gpt2" } : e)) as GGUFMetadataEntry[],
     );
     const file = viaFile("gpt2.gguf", bytes);
     expectFormatError(
       () => readModelFile(file.bytes, file.path),
-      `loadModel: ${file.path}: metadata tokenizer.ggml.model is "gpt2", expected "llama" (only SentencePiece-style vocabularies are supported so far)`,
+      `loadModel: ${file.path}: metadata key tokenizer.ggml.merges is missing, expected an array of STRING`,
     );
+  });
+
+  it("rejects unknown tokenizer model", () => {
+    const bytes = editedStories((entries) =>
+      entries.map((e) => (e.key === "tokenizer.ggml.model" ? { ...e, value: "bert" } : e)) as GGUFMetadataEntry[],
+    );
+    const file = viaFile("bert.gguf", bytes);
+    expect(() => readModelFile(file.bytes, file.path)).toThrow(`loadModel: ${file.path}: metadata tokenizer.ggml.model is "bert", expected "llama" or "gpt2"`);
   });
 
   it("rejects scores of wrong length", () => {

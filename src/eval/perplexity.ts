@@ -85,7 +85,7 @@ function windows(documents: number[][], seqLen: number): number[][] {
 
 /** Evaluates `model` on `text` (documents separated by `<|endoftext|>` lines). */
 export async function evaluate(model: Model, text: string, options: EvaluateOptions = {}, source = "text"): Promise<EvaluateResult> {
-  const documents = splitDocuments(text).map((story) => model.tokenize(story, { bos: true }));
+  const documents = splitDocuments(text).map((story) => model.tokenize(story));
   const seqLen = Math.min(model.config.seq_len, options.reference?.config.seq_len ?? Infinity);
   const all = windows(documents, seqLen);
   const total = Math.min(all.reduce((sum, ids) => sum + ids.length - 1, 0), options.maxTokens ?? Infinity);
