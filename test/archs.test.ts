@@ -4,7 +4,10 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { loadModel } from "../src/model.js";
+import { evaluate } from "../src/eval/perplexity.js";
+import { readModelFile } from "../src/formats/index.js";
+import { createModel, loadModel } from "../src/model.js";
+import { calibrate } from "../src/sparsity/calibrate.js";
 
 const ARCHS = fileURLToPath(new URL("../../shared/fixtures/archs/", import.meta.url));
 
@@ -59,5 +62,29 @@ describe("architecture errors", () => {
     bytes.set(new TextEncoder().encode("gemma"), at);
     await expect(loadModel(bytes)).rejects.toThrow(
       'loadModel: <bytes>: metadata general.architecture is "gemma", expected "llama" or "qwen2" (this architecture is not supported)');
+  });
+});
+
+describe("sparsity on the llama.cpp fixtures", () => {
+  const text = readFileSync(fileURLToPath(new URL("../../shared/data/tinystories-valid-sample.txt", import.meta.url)), "utf8").slice(0, 30_000);
+
+  it.each(["llama3_style", "qwen2_style"])("%s calibrates, keeps all exactly and runs predicted", async (name) => {
+    const path = `${ARCHS}${name}.gguf`;
+    const file = readModelFile(readFileSync(path), path);
+    const dense = await createModel(file, { sparsity: null, contextLength: 256 });
+    const zero = await calibrate(dense, file, text, { sparsity: 0, maxTokens: 2000 });
+    const keepAll = await createModel(file, { sparsity: zero, contextLength: 256 });
+    const ids = inputs[name];
+    const expected = dense.logits(ids);
+    const actual = keepAll.logits(ids);
+    for (let pos = 0; pos < ids.length; pos++) expect(Array.from(actual[pos]), `row ${pos}`).toEqual(Array.from(expected[pos]));
+
+    const half = await calibrate(dense, file, text, { sparsity: 0.5, maxTokens: 2000 });
+    const sparse = await createModel(file, { sparsity: half, contextLength: 256 });
+    expect(sparse.mode).toBe("predicted");
+    const result = await evaluate(sparse, text, { maxTokens: 1000 });
+    expect(Number.isFinite(result.perplexity)).toBe(true);
+    const kept = sparse.layerStats().map((layer) => layer.keptFraction);
+    for (const fraction of kept) expect(fraction).toBeLessThan(0.7);
   });
 });
