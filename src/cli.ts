@@ -587,7 +587,7 @@ async function runPull(args: ParsedArgs): Promise<void> {
   }
 }
 
-/** Whether an eval run is a gate run: any gate option, or a model file as the reference. */
+/** Returns whether an eval run is a gate run: it has a gate option, or a model file as the reference. */
 function isGateRun(args: ParsedArgs): boolean {
   const against = args.options.against as string | undefined;
   if (against !== undefined && !builtinReferences.includes(against)) return true;
@@ -628,9 +628,9 @@ function gateProgress(args: ParsedArgs): ((progress: GateProgress) => void) | un
 }
 
 /**
- * Runs eval as a regression gate: the model against a reference (a precision, a mode of the same
- * file or another file of the same base model), the metrics checked against bounds, reports
- * written, and a GateFailure (exit code 1) when a bound is crossed.
+ * Runs eval as a regression gate. The model runs against a reference: a precision, a mode of the
+ * same file or another file of the same base model. Its metrics are checked against bounds and
+ * the reports written, then a GateFailure (exit code 1) reports any crossed bound.
  */
 async function runEvalGate(args: ParsedArgs): Promise<void> {
   const { options } = args;
@@ -649,6 +649,11 @@ async function runEvalGate(args: ParsedArgs): Promise<void> {
 
   const file = await readModelArgument(args);
   const against = (options.against as string | undefined) ?? "int8";
+  if (options["against-mode"] !== undefined && builtinReferences.includes(against)) {
+    throw new OptionError(`dormant eval: option --against-mode is given with --against ${against}, expected it only with an --against model file`, {
+      source: "option against-mode", field: "against-mode", actual: String(options["against-mode"]), expected: "an --against model file",
+    });
+  }
   const referenceFile = builtinReferences.includes(against) ? file : await readModelArgument(args, against);
   if (referenceFile !== file) checkSameBase(file, referenceFile);
   checkMeasurable(bounds, { prompts, predictor: file.sparsity !== undefined });
@@ -666,7 +671,7 @@ async function runEvalGate(args: ParsedArgs): Promise<void> {
   }
 
   const measurement = await measureGate(model, text, {
-    reference, sparsity: model.hasPredictor ? file.sparsity : undefined, prompts, maxNewTokens,
+    reference, sparsity: model.hasPredictor ? file.sparsity : undefined, prompts, promptSource: promptsPath, maxNewTokens,
     maxTokens: options["max-tokens"] as number | undefined, source: textPath, onProgress: gateProgress(args),
   });
   const checks = checkBounds(measurement.metrics, bounds);
@@ -792,6 +797,7 @@ const flagNames: Record<string, string> = {
   repetitionPenalty: "--repeat-penalty", maxTokens: "--max-tokens", steps: "--steps",
   contextLength: "--context", precision: "--precision", kernels: "--kernels", mode: "--mode",
   sparsity: "--sparsity", rank: "--rank", recall: "--recall",
+  evalTokens: "--eval-tokens", sparsities: "--sparsities", windows: "--windows",
 };
 
 function withFlagNames(message: string): string {

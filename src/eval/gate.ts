@@ -108,6 +108,8 @@ export interface GateOptions {
   /** Sparsity data of the model under test; its predictor recall is measured when given. */
   sparsity?: Pick<SparsityData, "rank" | "thresholds" | "cutoffs" | "predictorDown" | "predictorUp">;
   prompts?: Prompt[];
+  /** Name of the prompt suite in messages, for example its path; default "prompts". */
+  promptSource?: string;
   /** Largest number of tokens scored (and traced for recall); default all. */
   maxTokens?: number;
   /** Greedy tokens generated per prompt at most; default 64. */
@@ -367,11 +369,11 @@ function expectedIds(model: Model, prompt: Prompt, promptIds: number[]): number[
  * counts the tokens generated before the first difference. The model runs on while it still
  * matches the expected continuation. Generation stops at EOS or BOS, as generate() does.
  */
-export function greedyAgreement(model: Model, reference: Model, prompt: Prompt, maxNewTokens: number, where = WHERE): PromptResult {
+export function greedyAgreement(model: Model, reference: Model, prompt: Prompt, maxNewTokens: number, source = "prompts"): PromptResult {
   const seqLen = Math.min(model.config.seq_len, reference.config.seq_len);
   const ids = model.tokenize(prompt.prompt, { bos: true });
   if (ids.length >= seqLen) {
-    optionMismatch(where, { source: "prompts", field: `line ${prompt.line}: prompt`, actual: `${ids.length} tokens`, expected: `fewer than ${seqLen} (the context length)` });
+    optionMismatch(WHERE, { source, field: `line ${prompt.line}: prompt`, actual: `${ids.length} tokens`, expected: `fewer than ${seqLen} (the context length)` });
   }
   const expected = expectedIds(model, prompt, ids);
   const stopIds = new Set([model.tokenizer.eosId, model.tokenizer.bosId]);
@@ -482,7 +484,7 @@ export async function measureGate(model: Model, text: string, options: GateOptio
   const prompts: PromptResult[] = [];
   for (const prompt of options.prompts ?? []) {
     options.signal?.throwIfAborted();
-    prompts.push(greedyAgreement(model, reference, prompt, maxNewTokens));
+    prompts.push(greedyAgreement(model, reference, prompt, maxNewTokens, options.promptSource));
     options.onProgress?.({ phase: "greedy", loaded: prompts.length, total: options.prompts!.length });
     await new Promise((resolve) => setTimeout(resolve, 0));
   }

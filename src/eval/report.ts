@@ -38,6 +38,8 @@ export interface ProfileOptions {
   bins?: number;
   /** Largest number of |act(g)| values sampled per layer for kept(τ) and recall; default 2^20. */
   maxValuesPerLayer?: number;
+  /** Name of the text in messages, for example its path; default "text". */
+  source?: string;
   onProgress?(progress: { phase: "profile"; loaded: number; total: number }): void;
   signal?: AbortSignal;
 }
@@ -250,7 +252,7 @@ export async function profileActivations(model: Model, sparsity: ProfileSparsity
   const contexts = contextWindows(model, text);
   const total = Math.min(contexts.reduce((sum, ids) => sum + ids.length, 0), options.maxTokens ?? DEFAULT_PROFILE_TOKENS);
   if (total < 2) {
-    optionMismatch(WHERE, { source: "text", field: "tokens", actual: String(total), expected: "at least 2" });
+    optionMismatch(WHERE, { source: options.source ?? "text", field: "tokens", actual: String(total), expected: "at least 2" });
   }
 
   const maxSamples = Math.max(1, Math.floor((options.maxValuesPerLayer ?? DEFAULT_MAX_VALUES) / hidden_dim));
@@ -519,7 +521,7 @@ export async function inspectModel(file: ModelFile, text: string, options: Inspe
   let modes: ModeResult[];
   try {
     profile = await profileActivations(model, data, evaluationText, {
-      maxTokens: options.maxTokens, windows: options.windows, signal: options.signal, onProgress: options.onProgress,
+      maxTokens: options.maxTokens, windows: options.windows, source, signal: options.signal, onProgress: options.onProgress,
     });
     modes = await measureModes(model, evaluationText, { maxTokens: evalTokens, source, signal: options.signal, onProgress: options.onProgress });
   } finally {
