@@ -11,6 +11,7 @@ export { readModelFile } from "./formats/index.js";
 export { parseGGUF, writeGGUF } from "./gguf.js";
 export { convertToGGUF } from "./convert.js";
 export { SpmTokenizer } from "./tokenizer/spm.js";
+export { createTokenizer, loadTokenizer, type DecodeOptions, type EncodeOptions, type Tokenizer } from "./tokenizer/index.js";
 export { DormantError, FormatError, OptionError, WasmError, ModelSourceError } from "./errors.js";
 export type { LlamaConfig, ModelFile, TensorData, Vocab } from "./types.js";
 export type { ModelSource } from "./source.js";

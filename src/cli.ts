@@ -21,8 +21,8 @@ import { createTokenizer } from "./tokenizer/index.js";
 import { joinPath, makeDirectory, readFileBytes, writeFileAtomic } from "./io.js";
 import { resolveModel } from "./catalog.js";
 import { createModel, loadModel, type LoadOptions, type LoadProgress, type Model, type Precision, type SparsityMode } from "./model.js";
-import { calibrate } from "./sparsity/calibrate.js";
-import { readSparsity, writeSparsityGGUF } from "./sparsity/format.js";
+import { calibrate, collectActivations, measureSparsity, type LayerSparsity } from "./sparsity/calibrate.js";
+import { readSparsity, writeSparsityGGUF, type SparsityData } from "./sparsity/format.js";
 import { createProgressBar } from "./progress.js";
 import type { GenerationSummary } from "./generate.js";
 import { chatPrompt, type ChatMessage, type ChatOptions, type ChatSummary } from "./chat.js";
@@ -389,15 +389,19 @@ async function runEval(args: ParsedArgs): Promise<void> {
   bar?.done();
   const layers = model.layerStats();
   const keptFraction = layers.reduce((sum, layer) => sum + layer.keptFraction, 0) / layers.length;
+  const predictor = model.hasPredictor ? await measurePredictor(args, text, textPath) : undefined;
 
   if (options.json) {
     const json: Record<string, unknown> = { perplexity: result.perplexity, tokens: result.tokens, precision: model.precision };
     if (model.sparse) {
       json.mode = model.mode;
       json.kept_fraction = keptFraction;
-      json.layers = layers.map((layer) => ({
+      json.layers = layers.map((layer, l) => ({
         kept_fraction: layer.keptFraction, candidate_fraction: layer.candidateFraction,
         ffn_bytes_per_token: layer.ffnBytesPerToken,
+        ...(predictor ? {
+          recall_mass: predictor[l].recall, recall_count: predictor[l].recallCount, precision: predictor[l].precision,
+        } : {}),
       }));
     }
     if (reference) {
@@ -416,10 +420,26 @@ async function runEval(args: ParsedArgs): Promise<void> {
   }
   if (model.sparse) {
     for (const [l, layer] of layers.entries()) {
+      const recall = predictor
+        ? `, predictor recall ${predictor[l].recall.toFixed(4)} (mass) ${predictor[l].recallCount.toFixed(4)} (count), precision ${predictor[l].precision.toFixed(4)}`
+        : "";
       stdout.write(`  layer ${l}: kept ${(layer.keptFraction * 100).toFixed(1)}%, candidates ${(layer.candidateFraction * 100).toFixed(1)}%, ` +
-        `FFN ${(layer.ffnBytesPerToken / 1024).toFixed(1)} KiB/token\n`);
+        `FFN ${(layer.ffnBytesPerToken / 1024).toFixed(1)} KiB/token${recall}\n`);
     }
   }
+}
+
+/**
+ * Measures the file's predictor against the oracle on `text`: the dense model's exact gate
+ * activations decide which neurons are kept, and the predictor's candidates are compared with them.
+ */
+async function measurePredictor(args: ParsedArgs, text: string, textPath: string): Promise<LayerSparsity[] | undefined> {
+  const file = await readModelArgument(args);
+  if (!file.sparsity) return undefined;
+  const dense = await createModel(file, { ...loadOptions(args), sparsity: null, onProgress: undefined });
+  const statistics = await collectActivations(dense, text, { maxTokens: args.options["max-tokens"] as number | undefined, source: textPath });
+  dense.dispose();
+  return measureSparsity(statistics, file.sparsity as SparsityData);
 }
 
 function requireOption(command: string, value: string | undefined, name: string, expected: string): string {

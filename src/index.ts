@@ -17,7 +17,7 @@ export { parseGGUF, writeGGUF } from "./gguf.js";
 export { convertToGGUF } from "./convert.js";
 export { resolveModel, loadCatalog } from "./catalog.js";
 export { SpmTokenizer } from "./tokenizer/spm.js";
-export { createTokenizer, type DecodeOptions, type EncodeOptions, type Tokenizer } from "./tokenizer/index.js";
+export { createTokenizer, loadTokenizer, type DecodeOptions, type EncodeOptions, type Tokenizer } from "./tokenizer/index.js";
 export { DormantError, FormatError, OptionError, WasmError, ModelSourceError } from "./errors.js";
 export type { LlamaConfig, ModelFile, TensorData, Vocab } from "./types.js";
 export type { KernelChoice, KernelVariant } from "./wasm.js";

@@ -5,7 +5,7 @@
 
 import { FormatError, OptionError, WasmError, optionMismatch } from "./errors.js";
 import { readModelFile } from "./formats/index.js";
-import { resolveModel, type ResolveOptions } from "./catalog.js";
+import type { ResolveOptions } from "./catalog.js";
 import { readFileBytes } from "./io.js";
 import { interleaveQ8Rows, paddedRows } from "./layout.js";
 import { decodeQ8_0Blocks, quantizeQ8_0, tensorToF32 } from "./quant.js";
@@ -715,6 +715,8 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
 
   let file: ModelFile;
   if (isPathSource(source)) {
+    // Loaded on demand so the browser bundle leaves the catalog and download code in a chunk it never fetches.
+    const { resolveModel } = await import("./catalog.js");
     const resolved = await resolveModel(source, options);
     const bytes = await readFileBytes(resolved.modelPath);
     options.onProgress?.({ phase: "read", file: resolved.modelPath, loaded: bytes.length, total: bytes.length });

@@ -132,6 +132,54 @@ describe("dormant eval, convert, info, tokenize", () => {
   });
 });
 
+describe("dormant calibrate and eval against", () => {
+  const sample = readFileSync(new URL("../../shared/data/tinystories-valid-sample.txt", import.meta.url), "utf8");
+  const stories = sample.split("<|endoftext|>").filter((story) => story.trim() !== "");
+  const half = Math.floor(stories.length / 2);
+
+  it("calibrates and reports predictor recall per layer", async () => {
+    const train = join(directory, "train.txt");
+    const heldOut = join(directory, "heldout.txt");
+    writeFileSync(train, stories.slice(0, half).join("<|endoftext|>"));
+    writeFileSync(heldOut, stories.slice(half).join("<|endoftext|>"));
+    const out = join(directory, "s50.gguf");
+    const calibrate = await dormant(["calibrate", "--text", train, "--sparsity", "0.5", "--max-tokens", "4000", "--out", out, "--json"]);
+    expect(calibrate.status).toBe(0);
+    expect(JSON.parse(calibrate.stdout).thresholds).toHaveLength(5);
+
+    const run = await dormant(["eval", "--model", out, "--text", heldOut, "--max-tokens", "2000", "--mode", "predicted", "--against", "dense", "--json"]);
+    expect(run.status).toBe(0);
+    const json = JSON.parse(run.stdout);
+    for (const key of ["perplexity", "against_perplexity", "top1_agreement", "mean_kl", "kept_fraction", "layers"]) expect(json, key).toHaveProperty(key);
+    expect(json.mode).toBe("predicted");
+    expect(json.against).toBe("dense");
+    expect(json.layers).toHaveLength(5);
+    for (const layer of json.layers) {
+      expect(layer.recall_mass).toBeGreaterThan(0.95);
+      expect(layer.recall_count).toBeGreaterThan(0.9);
+      expect(layer.precision).toBeGreaterThan(0.3);
+      expect(layer.kept_fraction).toBeLessThan(0.6);
+    }
+  });
+
+  it("rejects out-of-range sparsity and rank", async () => {
+    const text = join(directory, "calibration.txt");
+    writeFileSync(text, sample);
+    const out = join(directory, "bad.gguf");
+    expectFailure(await dormant(["calibrate", "--text", text, "--sparsity", "1.2", "--out", out]), 2,
+      "calibrate: option --sparsity is 1.2, expected a number in [0, 0.99]");
+    expectFailure(await dormant(["calibrate", "--text", text, "--sparsity", "0.5", "--rank", "65", "--out", out]), 2,
+      /^calibrate: option --rank is 65, expected an integer in \[1, 64\]/);
+  });
+
+  it("rejects calibration text too short for the statistics", async () => {
+    const text = join(directory, "short.txt");
+    writeFileSync(text, "Once upon a time, there was a cat.\n<|endoftext|>\n");
+    expectFailure(await dormant(["calibrate", "--text", text, "--sparsity", "0.5", "--out", join(directory, "short.gguf")]), 1,
+      /^calibrate: .*short\.txt: calibration tokens is \d+, expected at least 256 = max\(4·dim, 256\) for dim = 64/);
+  });
+});
+
 describe("bad input", () => {
   const source = readFileSync(GGUF);
 

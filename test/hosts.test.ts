@@ -2,10 +2,12 @@
 // main thread and a module Web Worker (pages served from 127.0.0.1). Each host loads stories260K,
 // runs 64 greedy positions of "Once upon a time" at f32 and int8 with the exact simd128 module,
 // and hashes the logits. Then it loads with kernels "auto" to see which module the host picks.
+// The same hosts run llama.cpp's tokenizer test vectors through loadTokenizer (tokenizer-probe.js).
 
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFileSync, statSync, mkdtempSync, rmSync, createReadStream } from "node:fs";
+import { readFileSync, readdirSync, statSync, mkdtempSync, rmSync, createReadStream } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve, sep } from "node:path";
@@ -19,6 +21,12 @@ const shared = fileURLToPath(new URL("../../shared", import.meta.url));
 const modelsDirectory = join(shared, "models");
 const modelPath = join(modelsDirectory, "stories260K.gguf");
 const modelSize = statSync(modelPath).size;
+const fixturesDirectory = join(shared, "fixtures", "tokenizers");
+/** Vocabularies that have expected ids: ggml-vocab-NAME.gguf.out. */
+const vocabNames = readdirSync(fixturesDirectory)
+  .map((file) => /^ggml-vocab-(.+)\.gguf\.out$/.exec(file)?.[1])
+  .filter((name): name is string => name !== undefined)
+  .sort();
 const chromiumPath = "/usr/bin/chromium";
 const nodeMajor = Number(process.versions.node.split(".")[0]);
 
@@ -41,12 +49,32 @@ interface HostResult {
 
 type Probe = (dormant: unknown, source: string, host: string) => Promise<HostResult>;
 
+interface VocabResult {
+  cases: number;
+  mismatches: number[];
+  roundTripFailures: number[];
+  sha256: string;
+}
+
+interface TokenizerResult {
+  host: string;
+  scope: string;
+  vocabs: Record<string, VocabResult>;
+  milliseconds: number;
+}
+
+type TokenizerProbe = (
+  dormant: unknown, readFixture: (file: string) => Promise<Uint8Array>, names: string[], host: string,
+) => Promise<TokenizerResult>;
+
 const types: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
   ".js": "text/javascript; charset=utf-8",
   ".wasm": "application/wasm",
   ".gguf": "application/octet-stream",
   ".bin": "application/octet-stream",
+  ".inp": "text/plain; charset=utf-8",
+  ".out": "text/plain; charset=utf-8",
 };
 
 /** URL prefixes of the test server and the folders they serve. */
@@ -55,6 +83,7 @@ const mounts: Record<string, string> = {
   "/build/": join(repo, "build"),
   "/hosts/": join(repo, "test", "hosts"),
   "/models/": modelsDirectory,
+  "/tokenizers/": fixturesDirectory,
 };
 
 /** Paths the server was asked for, in order. */
@@ -62,6 +91,7 @@ const served: string[] = [];
 /** URLs Chromium requested, from the page and the worker. */
 const browserRequests: string[] = [];
 const results = new Map<string, HostResult>();
+const tokenizerResults = new Map<string, TokenizerResult>();
 let server: Server;
 let origin = "";
 let context: BrowserContext | undefined;
@@ -118,11 +148,11 @@ function startServer(): Promise<void> {
   });
 }
 
-/** Runs test/hosts/deno-probe.js with read access to the repository and shared folder only. */
-function runDeno(): Promise<HostResult> {
+/** Runs a script of test/hosts in Deno, with read access to the repository and shared folder only. */
+function runDeno<T>(script: string, ...scriptArgs: string[]): Promise<T> {
   const args = [
     "deno", "run", "--no-remote", "--no-lock", "--no-config", "--no-prompt",
-    `--allow-read=${repo.replace(/\/$/, "")},${shared}`, join(repo, "test", "hosts", "deno-probe.js"), modelPath,
+    `--allow-read=${repo.replace(/\/$/, "")},${shared}`, join(repo, "test", "hosts", script), ...scriptArgs,
   ];
   return new Promise((done, fail) => {
     const child = spawn("npx", args, { cwd: repo, env: { ...process.env, DENO_NO_UPDATE_CHECK: "1" }, stdio: ["ignore", "pipe", "pipe"] });
@@ -134,13 +164,16 @@ function runDeno(): Promise<HostResult> {
     child.on("close", (code) => {
       const line = stdout.trim().split("\n").pop() ?? "";
       if (code !== 0 || !line.startsWith("{")) fail(new Error(`npx ${args.join(" ")} exited with ${code}: ${stderr.trim() || stdout.trim()}`));
-      else done(JSON.parse(line) as HostResult);
+      else done(JSON.parse(line) as T);
     });
   });
 }
 
-/** Runs the probe in Chromium's main thread and in a module worker, then the single-file bundle. */
-async function runChromium(): Promise<HostResult[]> {
+/**
+ * Runs the probe in Chromium's main thread and in a module worker, then the single-file bundle,
+ * then the tokenizer probe in the main thread and in a worker.
+ */
+async function runChromium(): Promise<[HostResult, HostResult, TokenizerResult, TokenizerResult]> {
   profileDirectory = mkdtempSync(join(tmpdir(), "dormant-chromium-"));
   context = await chromium.launchPersistentContext(profileDirectory, {
     executablePath: chromiumPath,
@@ -166,21 +199,41 @@ async function runChromium(): Promise<HostResult[]> {
   const before = served.length;
   singleResult = (await page.evaluate((url) => (window as unknown as PageFunctions).probeSingle(url), modelUrl)) as typeof singleResult;
   singleServed = served.slice(before);
-  return [main, worker];
+
+  const tokenizerArgument = { fixturesUrl: `${origin}/tokenizers/`, names: vocabNames };
+  type TokenizerFunctions = Record<string, (argument: typeof tokenizerArgument) => Promise<TokenizerResult>>;
+  // One after the other: on two cores, running both at once takes longer than this.
+  const tokenizersMain = await page.evaluate((argument) => (window as unknown as TokenizerFunctions).probeTokenizersMain(argument), tokenizerArgument);
+  const tokenizersWorker = await page.evaluate((argument) => (window as unknown as TokenizerFunctions).probeTokenizersWorker(argument), tokenizerArgument);
+  return [main, worker, tokenizersMain, tokenizersWorker];
 }
 
 beforeAll(async () => {
   await startServer();
-  const deno = runDeno();
+  // Deno runs its two scripts one after the other, beside Chromium and this process.
+  const deno = runDeno<HostResult>("deno-probe.js", modelPath).then(async (result) => {
+    const tokenizers = await runDeno<TokenizerResult>("deno-tokenizer-probe.js", fixturesDirectory, vocabNames.join(","));
+    return [result, tokenizers] as const;
+  });
   const browser = runChromium();
   const dormant: unknown = await import(pathToFileURL(join(repo, "dist", "index.js")).href);
   const { probeHost } = (await import(pathToFileURL(join(repo, "test", "hosts", "probe.js")).href)) as { probeHost: Probe };
-  results.set("node", await probeHost(dormant, modelPath, `node ${process.versions.node}`));
-  results.set("deno", await deno);
-  const [main, worker] = await browser;
+  const { probeTokenizers } = (await import(pathToFileURL(join(repo, "test", "hosts", "tokenizer-probe.js")).href)) as {
+    probeTokenizers: TokenizerProbe;
+  };
+  const nodeHost = `node ${process.versions.node}`;
+  results.set("node", await probeHost(dormant, modelPath, nodeHost));
+  const readFixture = async (file: string) => new Uint8Array(await readFile(join(fixturesDirectory, file)));
+  tokenizerResults.set("node", await probeTokenizers(dormant, readFixture, vocabNames, nodeHost));
+  const [denoResult, denoTokenizers] = await deno;
+  results.set("deno", denoResult);
+  tokenizerResults.set("deno", denoTokenizers);
+  const [main, worker, tokenizersMain, tokenizersWorker] = await browser;
   results.set("chromium", main);
   results.set("worker", worker);
-}, 60_000);
+  tokenizerResults.set("chromium", tokenizersMain);
+  tokenizerResults.set("worker", tokenizersWorker);
+}, 90_000);
 
 afterAll(async () => {
   await context?.close();
@@ -209,6 +262,34 @@ describe("hosts", () => {
       expect(row.int8.ids, row.host).toEqual(rows[0].int8.ids);
       expect(row.f32.sha256, row.host).toBe(rows[0].f32.sha256);
       expect(row.int8.sha256, row.host).toBe(rows[0].int8.sha256);
+    }
+  });
+
+  test("same tokenizer ids on four hosts", () => {
+    const rows = [...tokenizerResults.values()];
+    const lines = [
+      `| host | ms | cases | mismatches | round-trip failures | ${vocabNames.map((name) => `${name} ids sha-256`).join(" | ")} |`,
+      `| --- | ---: | ---: | ---: | ---: | ${vocabNames.map(() => "---").join(" | ")} |`,
+    ];
+    for (const row of rows) {
+      const vocabs = vocabNames.map((name) => row.vocabs[name]);
+      const sum = (count: (vocab: VocabResult) => number) => vocabs.reduce((total, vocab) => total + count(vocab), 0);
+      lines.push(
+        `| ${row.host} | ${row.milliseconds} | ${sum((v) => v.cases)} | ${sum((v) => v.mismatches.length)} | ` +
+          `${sum((v) => v.roundTripFailures.length)} | ${vocabs.map((v) => v.sha256.slice(0, 12)).join(" | ")} |`,
+      );
+    }
+    console.log(lines.join("\n"));
+    expect(vocabNames).toEqual(["gpt-2", "llama-bpe", "llama-spm", "phi-3", "qwen2", "starcoder"]);
+    expect(rows.map((row) => row.scope)).toEqual(["node", "deno", "page", "worker"]);
+    for (const row of rows) {
+      for (const name of vocabNames) {
+        const vocab = row.vocabs[name];
+        expect(vocab.cases, `${row.host} ${name}`).toBe(46);
+        expect(vocab.mismatches, `${row.host} ${name} cases whose ids differ`).toEqual([]);
+        expect(vocab.roundTripFailures, `${row.host} ${name} cases that do not round-trip`).toEqual([]);
+        expect(vocab.sha256, `${row.host} ${name}`).toBe(rows[0].vocabs[name].sha256);
+      }
     }
   });
 
@@ -275,6 +356,10 @@ describe("hosts", () => {
     const startup = statSync(join(repo, "dist/dormant.browser.js")).size +
       chunks.reduce((sum, chunk) => sum + statSync(join(repo, "dist", chunk)).size, 0);
     expect(startup).toBeLessThanOrEqual(100 * 1024);
+    // The catalog and download code (paths and catalog names: Node and Deno) is in a chunk the page never loads.
+    const startupText = [entry, ...chunks.map((chunk) => readFileSync(join(repo, "dist", chunk), "utf8"))].join("");
+    expect(startupText).not.toContain("models/catalog.json");
+    expect(entry).toMatch(/import\("\.\/chunks\/catalog-[^"]+\.js"\)/);
   });
 });
 

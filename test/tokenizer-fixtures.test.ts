@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { FormatError, OptionError } from "../src/errors.js";
 import { GGUFValueType, ggufToVocab, metadataEntries, parseGGUF, writeGGUF, type GGUFMetadataEntry } from "../src/gguf.js";
 import { cleanSpaces } from "../src/tokenizer/bpe.js";
+import { loadTokenizer } from "../src/index.js";
 import { createTokenizer, type Tokenizer } from "../src/tokenizer/index.js";
 import { findPreTokenizer, PRE_TOKENIZER_NAMES, splitChunks } from "../src/tokenizer/pretokenize.js";
 import { TextStreamer } from "../src/tokenizer/stream.js";
@@ -511,5 +512,74 @@ describe("dormant tokenize", () => {
     const run = tokenize("--model", vocabPath("qwen2"), "--special", "--pieces", "<|im_start|>hi");
     expect(run.status).toBe(0);
     expect(run.stdout).toBe('151644\t"<|im_start|>"\n6023\t"hi"\n');
+  });
+});
+
+describe("loadTokenizer", () => {
+  it("vocab-only GGUF", () => {
+    const bytes = new Uint8Array(readFileSync(vocabPath("gpt-2")));
+    const fromBytes = loadTokenizer(bytes, "gpt-2.gguf");
+    const fromBuffer = loadTokenizer(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    expect(fromBytes.encode("Hello world")).toEqual(load("gpt-2").encode("Hello world"));
+    expect(fromBuffer.encode("Hello world")).toEqual(fromBytes.encode("Hello world"));
+  });
+
+  it("model GGUF", () => {
+    const tokenizer = loadTokenizer(new Uint8Array(readFileSync(shared("models/stories260K.gguf"))));
+    expect(tokenizer.encode("Once upon a time")).toEqual([1, 403, 407, 261, 378]);
+  });
+
+  it("non-GGUF bytes", () => {
+    const path = join(tempDir, "notes.txt");
+    writeFileSync(path, "not a GGUF file\n");
+    expectError(
+      () => loadTokenizer(new Uint8Array(readFileSync(path)), path),
+      FormatError,
+      `loadTokenizer: ${path}: magic is 6e 6f 74 20 ("not "), expected "GGUF" (a GGUF file, vocab-only or full)`,
+    );
+    expectError(
+      () => loadTokenizer(new Uint8Array([0x00, 0x01])),
+      FormatError,
+      'loadTokenizer: <bytes>: magic is 00 01 (".."), expected "GGUF" (a GGUF file, vocab-only or full)',
+    );
+    expectError(
+      () => loadTokenizer(new ArrayBuffer(0), "empty.gguf"),
+      FormatError,
+      'loadTokenizer: empty.gguf: magic is empty, expected "GGUF" (a GGUF file, vocab-only or full)',
+    );
+  });
+
+  it("GGUF without a vocabulary", () => {
+    const path = join(tempDir, "no-vocab.gguf");
+    writeFileSync(path, writeGGUF({ metadata: [{ key: "general.architecture", type: GGUFValueType.STRING, value: "llama" }], tensors: [] }));
+    expectError(
+      () => loadTokenizer(new Uint8Array(readFileSync(path)), path),
+      FormatError,
+      `loadTokenizer: ${path}: metadata key tokenizer.ggml.model is missing, expected a vocabulary (tokenizer.ggml.* keys)`,
+    );
+  });
+
+  it("truncated GGUF", () => {
+    const path = join(tempDir, "cut.gguf");
+    writeFileSync(path, readFileSync(vocabPath("gpt-2")).subarray(0, 1000));
+    expectError(
+      () => loadTokenizer(new Uint8Array(readFileSync(path)), path),
+      FormatError,
+      `parseGGUF: ${path}: metadata tokenizer.ggml.tokens array length is 50257, expected at most 62 (496 bytes left in the file) ` +
+        "(corrupt length or truncated file)",
+    );
+  });
+
+  it("source of another type", () => {
+    expectError(
+      () => loadTokenizer("model.gguf" as unknown as Uint8Array),
+      OptionError,
+      "loadTokenizer: option source is a string, expected a Uint8Array or an ArrayBuffer holding a GGUF file",
+    );
+    expectError(
+      () => loadTokenizer(new Map() as unknown as Uint8Array),
+      OptionError,
+      "loadTokenizer: option source is an object (Map), expected a Uint8Array or an ArrayBuffer holding a GGUF file",
+    );
   });
 });

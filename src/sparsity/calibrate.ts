@@ -87,6 +87,10 @@ export interface LayerSparsity {
   recall: number;
   /** Fraction of neurons that are candidates (|act(ĝ_j)| ≥ c_l). */
   candidates: number;
+  /** Kept neurons that are also candidates, over all kept neurons (recall by count). */
+  recallCount: number;
+  /** Candidates that are kept, over all candidates: how much of the gate work was needed. */
+  precision: number;
 }
 
 const WHERE = "calibrate";
@@ -485,6 +489,7 @@ export function measureSparsity(statistics: ActivationStatistics, data: Sparsity
     const scores = predictedMagnitudes(layer, { down: data.predictorDown[l], up: data.predictorUp[l] }, statistics, data.rank);
     let dormant = 0;
     let candidates = 0;
+    let keptCandidates = 0;
     let keptMass = 0;
     let recalledMass = 0;
     for (let i = 0; i < layer.magnitudes.length; i++) {
@@ -496,10 +501,20 @@ export function measureSparsity(statistics: ActivationStatistics, data: Sparsity
         continue;
       }
       keptMass += magnitude;
-      if (candidate) recalledMass += magnitude;
+      if (candidate) {
+        recalledMass += magnitude;
+        keptCandidates++;
+      }
     }
     const count = layer.magnitudes.length;
-    return { sparsity: dormant / count, recall: keptMass > 0 ? recalledMass / keptMass : 1, candidates: candidates / count };
+    const kept = count - dormant;
+    return {
+      sparsity: dormant / count,
+      recall: keptMass > 0 ? recalledMass / keptMass : 1,
+      candidates: candidates / count,
+      recallCount: kept > 0 ? keptCandidates / kept : 1,
+      precision: candidates > 0 ? keptCandidates / candidates : 1,
+    };
   });
 }
 

@@ -4,7 +4,8 @@
  * Both match special and added tokens in the text the way llama.cpp does (special.ts).
  */
 
-import { formatMismatch } from "../errors.js";
+import { formatMismatch, optionMismatch } from "../errors.js";
+import { ggufToVocab, hasGGUFMagic, parseGGUF } from "../gguf.js";
 import { TokenType, type Vocab } from "../types.js";
 import { BpeTokenizer } from "./bpe.js";
 import { SpecialTokenSplitter, findEotId } from "./special.js";
@@ -65,6 +66,47 @@ export function createTokenizer(vocab: Vocab, source = "vocab"): Tokenizer {
     source, field: "model", actual: JSON.stringify(vocab.model),
     expected: '"llama" (SentencePiece BPE) or "gpt2" (byte-level BPE)',
   });
+}
+
+/**
+ * Parses a GGUF file, vocab-only or full, and creates the tokenizer of its `tokenizer.ggml.*`
+ * metadata. `name` names the file in error messages.
+ */
+export function loadTokenizer(source: Uint8Array | ArrayBuffer, name = "<bytes>"): Tokenizer {
+  const where = "loadTokenizer";
+  let bytes: Uint8Array;
+  if (source instanceof Uint8Array) bytes = source;
+  else if (source instanceof ArrayBuffer || Object.prototype.toString.call(source) === "[object ArrayBuffer]") {
+    bytes = new Uint8Array(source);
+  } else {
+    return optionMismatch(where, {
+      source: "option source", field: "source", actual: describeValue(source), expected: "a Uint8Array or an ArrayBuffer holding a GGUF file",
+    });
+  }
+  if (!hasGGUFMagic(bytes)) {
+    const head = Array.from(bytes.subarray(0, 4));
+    const hex = head.map((byte) => byte.toString(16).padStart(2, "0")).join(" ");
+    const text = head.map((byte) => (byte >= 0x20 && byte < 0x7f ? String.fromCharCode(byte) : ".")).join("");
+    formatMismatch(where, {
+      source: name, field: "magic", actual: bytes.length === 0 ? "empty" : `${hex} (${JSON.stringify(text)})`,
+      expected: '"GGUF" (a GGUF file, vocab-only or full)',
+    });
+  }
+  const gguf = parseGGUF(bytes, name);
+  if (!gguf.metadata.has("tokenizer.ggml.model")) {
+    formatMismatch(where, {
+      source: name, field: "metadata key tokenizer.ggml.model", actual: "missing", expected: "a vocabulary (tokenizer.ggml.* keys)",
+    });
+  }
+  return createTokenizer(ggufToVocab(gguf, name), name);
+}
+
+/** Names a value's type for an error message: "a string", "an object (Map)", "undefined". */
+function describeValue(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value !== "object") return `a ${typeof value}`;
+  const constructorName = (value as object).constructor?.name;
+  return constructorName ? `an object (${constructorName})` : "an object";
 }
 
 /** SpmTokenizer with special-token matching, EOS default and the Tokenizer interface. */
