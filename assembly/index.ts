@@ -13,7 +13,7 @@ import {
 import { allocStates, stateBytes } from "./model/state";
 import { allocWeightTable, setWeight as setWeightSlot } from "./model/weights";
 import { PREFILL_BLOCK, allocPrefill, forwardBlock as forwardTokens, prefillBytes, prefillTokens } from "./model/prefill";
-import { ffnRepeat as ffnRepeatLayer, forward as forwardStep, setTrace as setTracePointer } from "./model/forward";
+import { attentionRepeat as attentionRepeatLayer, classifierRepeat as classifierRepeatRun, ffnRepeat as ffnRepeatLayer, forward as forwardStep, setTrace as setTracePointer } from "./model/forward";
 
 /** Resets the arena with a budget in bytes (f64 so JavaScript passes a plain number). Returns 1 on success. */
 export function reserve(budget: f64): i32 {
@@ -122,7 +122,6 @@ export function setThreshold(layer: i32, threshold: f32, cutoff: f32): void {
 export function ffnRepeat(layer: i32, input: usize, repeats: i32): void {
   ffnRepeatLayer(layer, input, repeats);
 }
-export { tune } from "./model/sparse";
 
 /** Sets the RoPE pairing: 0 adjacent pairs (llama), 1 halves (NEOX, qwen2). */
 export function setRope(neox: i32): void {
@@ -155,4 +154,14 @@ export function prefillTokenBuffer(): usize {
  */
 export function forwardBlock(n: i32, pos0: i32, allLogits: i32): usize {
   return forwardTokens(n, pos0, allLogits);
+}
+
+/** Runs the final norm and classifier `repeats` times on the current residual stream, for benchmarks. */
+export function classifierRepeat(repeats: i32): void {
+  classifierRepeatRun(repeats);
+}
+
+/** Runs one layer's attention at position pos `repeats` times on the current query, for benchmarks. */
+export function attentionRepeat(layer: i32, pos: i32, repeats: i32): void {
+  attentionRepeatLayer(layer, pos, repeats);
 }

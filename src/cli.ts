@@ -24,6 +24,7 @@ import { createModel, loadModel, type LoadOptions, type LoadProgress, type Model
 import { calibrate, collectActivations, measureSparsity, type LayerSparsity } from "./sparsity/calibrate.js";
 import { readSparsity, writeSparsityGGUF, type SparsityData } from "./sparsity/format.js";
 import { createProgressBar } from "./progress.js";
+import { benchModelFile, formatBenchTable, runBench } from "./bench.js";
 import type { GenerationSummary } from "./generate.js";
 import { chatPrompt, type ChatMessage, type ChatOptions, type ChatSummary } from "./chat.js";
 
@@ -173,6 +174,17 @@ const inspectOptions: OptionSpecs = {
   help: modelOptions.help,
 };
 
+const benchOptions: OptionSpecs = {
+  models: { kind: "string", help: "comma-separated models: stories260K, stories15M, stories110M, llama-1b (default stories260K,stories15M,stories110M)" },
+  precision: { kind: "string", help: "comma-separated precisions: int8, f32 (default int8,f32)" },
+  runs: { kind: "integer", help: "timed runs per figure after one warm-up (default 3)" },
+  tokens: { kind: "integer", help: "tokens per decode run (default 32)" },
+  out: { kind: "string", help: "also write the rows as JSON to this file" },
+  json: modelOptions.json,
+  quiet: modelOptions.quiet,
+  help: modelOptions.help,
+};
+
 const commands: Record<string, { summary: string; specs: OptionSpecs; run: (args: ParsedArgs) => Promise<void> }> = {
   generate: { summary: "write text that continues a prompt", specs: generateOptions, run: runGenerate },
   chat: { summary: "reply to messages through the model's chat template", specs: chatOptions, run: runChat },
@@ -183,6 +195,7 @@ const commands: Record<string, { summary: string; specs: OptionSpecs; run: (args
   info: { summary: "print a model's configuration and tensors", specs: infoOptions, run: runInfo },
   tokenize: { summary: "print the token ids of a text", specs: tokenizeOptions, run: runTokenize },
   pull: { summary: "download a catalog model into the cache, checking its sha256", specs: pullOptions, run: runPull },
+  bench: { summary: "decode and prefill speed, and time per stage, of real and generated models", specs: benchOptions, run: runBenchCommand },
 };
 
 const stdout = process.stdout;
@@ -811,12 +824,48 @@ async function runInspect(args: ParsedArgs): Promise<void> {
   }
 }
 
+function commaList(command: string, name: string, value: string | undefined, fallback: string[]): string[] {
+  if (value === undefined) return fallback;
+  const items = value.split(",").map((item) => item.trim()).filter((item) => item !== "");
+  if (items.length === 0) {
+    throw new OptionError(`dormant ${command}: option --${name} is "${value}", expected a comma-separated list`, {
+      source: `option ${name}`, field: name, actual: value, expected: "a comma-separated list",
+    });
+  }
+  return items;
+}
+
+async function runBenchCommand(args: ParsedArgs): Promise<void> {
+  const { options } = args;
+  const precisions = commaList("bench", "precision", options.precision as string | undefined, ["int8", "f32"]);
+  for (const precision of precisions) {
+    if (precision !== "int8" && precision !== "f32") {
+      throw new OptionError(`dormant bench: option --precision has "${precision}", expected int8 or f32`, {
+        source: "option precision", field: "precision", actual: precision, expected: "int8 or f32",
+      });
+    }
+  }
+  const rows = await runBench({
+    models: commaList("bench", "models", options.models as string | undefined, ["stories260K", "stories15M", "stories110M"]),
+    precisions: precisions as Precision[],
+    runs: (options.runs as number | undefined) ?? 3,
+    tokens: (options.tokens as number | undefined) ?? 32,
+    load: (name, precision, contextLength) => name === "stories260K"
+      ? loadModel(name, { precision, contextLength, sparsity: null })
+      : createModel(benchModelFile(name), { precision, contextLength, sparsity: null }),
+    onProgress: options.quiet || options.json ? undefined : (label) => stderr.write(`bench: ${label}\n`),
+  });
+  if (options.out) await writeFileAtomic(options.out as string, new TextEncoder().encode(`${JSON.stringify(rows, null, 2)}\n`));
+  if (options.json) writeJson({ rows });
+  else stdout.write(formatBenchTable(rows));
+}
+
 /** Library option names and the flags that set them, so messages name what the user typed. */
 const flagNames: Record<string, string> = {
   topP: "--top-p", topK: "--top-k", minP: "--min-p", temperature: "--temperature", seed: "--seed",
   repetitionPenalty: "--repeat-penalty", maxTokens: "--max-tokens", steps: "--steps",
   contextLength: "--context", precision: "--precision", kernels: "--kernels", mode: "--mode",
-  sparsity: "--sparsity", rank: "--rank", recall: "--recall",
+  sparsity: "--sparsity", rank: "--rank", recall: "--recall", models: "--models", runs: "--runs", tokens: "--tokens",
   evalTokens: "--eval-tokens", sparsities: "--sparsities", windows: "--windows",
 };
 

@@ -321,6 +321,22 @@ export class Model {
     return (performance.now() - started) / repeats;
   }
 
+  /**
+   * Mean milliseconds of the final norm and classifier, and of one layer's attention at `pos`
+   * (all heads), on the state the last step left. For benchmarks.
+   * @internal
+   */
+  timeParts(pos: number, repeats: number): { classifierMs: number; attentionMs: number } {
+    const wasm = this.#exports;
+    let started = performance.now();
+    wasm.classifierRepeat(repeats);
+    const classifierMs = (performance.now() - started) / repeats;
+    started = performance.now();
+    for (let l = 0; l < this.config.n_layers; l++) wasm.attentionRepeat(l, pos, repeats);
+    const attentionMs = (performance.now() - started) / repeats;
+    return { classifierMs, attentionMs };
+  }
+
   /** Clears the per-layer neuron counters that stats() reports. */
   resetStats(): void {
     const wasm = this.#exports;

@@ -45,6 +45,8 @@ export interface DormantExports {
   prefillBlock(): number;
   prefillTokenBuffer(): number;
   forwardBlock(n: number, pos0: number, allLogits: number): number;
+  classifierRepeat(repeats: number): void;
+  attentionRepeat(layer: number, pos: number, repeats: number): void;
 }
 
 /** Which module to use: "auto" tries relaxed SIMD first, the others force one. */

@@ -180,6 +180,24 @@ describe("dormant calibrate and eval against", () => {
   });
 });
 
+describe("dormant bench", () => {
+  it("prints rows with speed and stage times as JSON", async () => {
+    const run = await dormant(["bench", "--models", "stories260K", "--precision", "int8", "--runs", "1", "--tokens", "4", "--json"]);
+    expect(run.status).toBe(0);
+    const { rows } = JSON.parse(run.stdout);
+    expect(rows).toHaveLength(1);
+    expect(rows[0].model).toBe("stories260K");
+    expect(rows[0].decode_tokens_per_second).toBeGreaterThan(0);
+    expect(rows[0].prefill_tokens_per_second).toBeGreaterThan(0);
+    expect(Object.keys(rows[0].ms_per_token).sort()).toEqual(["attention", "classifier", "ffn", "other"]);
+  });
+
+  it("rejects an unknown model", async () => {
+    expectFailure(await dormant(["bench", "--models", "gpt4"]), 2,
+      'bench: option --models is "gpt4", expected one of stories260K, stories15M, stories110M, llama-1b');
+  });
+});
+
 describe("bad input", () => {
   const source = readFileSync(GGUF);
 

@@ -133,6 +133,23 @@ export function ffnRepeat(l: i32, input: usize, repeats: i32): void {
   }
 }
 
+/** Runs the final norm and the classifier `repeats` times on the residual stream x; benchmarks time it. */
+export function classifierRepeat(repeats: i32): void {
+  for (let r = 0; r < repeats; r++) {
+    rmsnorm(xb, x, weightData(SLOT_OUTPUT_NORM, 0), dim, norm_eps);
+    prepare(xb, dim_pad);
+    matmul(logits, xb, SLOT_OUTPUT, 0, vocab_size, dim);
+  }
+}
+
+/** Runs attention of every head of layer l at position pos `repeats` times on the current q; benchmarks time it. */
+export function attentionRepeat(l: i32, pos: i32, repeats: i32): void {
+  const layerCache = (<usize>l * <usize>seq_len * <usize>kv_dim) << 2;
+  for (let r = 0; r < repeats; r++) {
+    for (let h = 0; h < n_heads; h++) attendHead(h, pos, layerCache);
+  }
+}
+
 /** Runs one position through every layer and returns a pointer to the logits (vocab_size f32). */
 export function forward(token: i32, pos: i32): usize {
   embed(token);
