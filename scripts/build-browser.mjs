@@ -1,6 +1,7 @@
 // Builds the browser bundles and prints the sizes whose limits test/hosts.test.ts checks.
 //   dist/dormant.browser.js  ESM, minified; reads ../build/dormant*.wasm relative to itself
 //   dist/dormant.single.js   the same plus both wasm modules as base64 (model weights never)
+//   dist/dormant.worker.js   the worker script of loadModel(source, { worker: true })
 
 import { build } from "esbuild";
 import { readFileSync, statSync } from "node:fs";
@@ -24,6 +25,16 @@ const common = {
 await build({
   ...common,
   entryPoints: { "dormant.browser": "src/browser.ts" },
+  outdir: "dist",
+  splitting: true,
+  chunkNames: "chunks/[name]-[hash]",
+});
+
+// The worker script of worker mode (loadModel with worker: true), a separate build so the page's
+// entry keeps its own chunks. Its chat and catalog code are chunks too, loaded on first use.
+await build({
+  ...common,
+  entryPoints: { "dormant.worker": "src/worker-entry.ts" },
   outdir: "dist",
   splitting: true,
   chunkNames: "chunks/[name]-[hash]",
@@ -56,6 +67,7 @@ for (const [path, limit] of [
   ["build/dormant-relaxed.wasm", 64],
   ["dist/dormant.browser.js", undefined],
   ["dist/dormant.single.js", undefined],
+  ["dist/dormant.worker.js", undefined],
 ]) {
   const bytes = readFileSync(new URL(path, root));
   const status = limit === undefined ? "" : statSync(new URL(path, root)).size <= limit * 1024 ? `  (limit ${limit} KiB)` : `  OVER the ${limit} KiB limit`;

@@ -360,14 +360,26 @@ async function downloadMissing(directory: string, entry: CatalogModel, options: 
     }
   }
   for (const file of missing) {
-    await downloadFile(file.url, joinPath(directory, file.name), {
-      sha256: file.sha256,
-      size: file.size,
-      onProgress: options.onProgress,
-      signal: options.signal,
-      fetch: options.fetch,
-      where,
-      file: file.name,
-    });
+    try {
+      await downloadFile(file.url, joinPath(directory, file.name), {
+        sha256: file.sha256,
+        size: file.size,
+        onProgress: options.onProgress,
+        signal: options.signal,
+        fetch: options.fetch,
+        where,
+        file: file.name,
+      });
+    } catch (error) {
+      // A failed request (no network, host not found) says nothing about the local search
+      // that came first, so the message adds where the files can be put instead.
+      if (error instanceof ModelSourceError && /request failed/.test(error.message)) {
+        throw new ModelSourceError(
+          `${error.message}; no local copy was found either: put ${entry.files.map((f) => f.name).join(" and ")} into a folder listed in DORMANT_MODELS`,
+          { source: error.source, field: error.field, actual: error.actual, expected: error.expected },
+        );
+      }
+      throw error;
+    }
   }
 }

@@ -4,6 +4,8 @@
  * 2 bad usage (an OptionError).
  */
 
+import { resolve as resolvePath } from "node:path";
+import { fileURLToPath } from "node:url";
 import { DormantError, OptionError } from "./errors.js";
 import { formatOptions, parseArgs, type OptionSpecs, type ParsedArgs } from "./args.js";
 import { convertToGGUF } from "./convert.js";
@@ -30,13 +32,16 @@ import { chatPrompt, type ChatMessage, type ChatOptions, type ChatSummary } from
 
 const DEFAULT_MODEL = "stories260K";
 
+const modeChoices = ["dense", "oracle", "predicted"] as const;
+
 const modelOptions: OptionSpecs = {
   model: { kind: "string", help: `model name from models/catalog.json or a path to a .gguf or llama2.c .bin file (default ${DEFAULT_MODEL})` },
   tokenizer: { kind: "string", help: "llama2.c tokenizer.bin for a .bin checkpoint" },
   catalog: { kind: "string", help: "model catalog JSON file (default models/catalog.json)" },
   precision: { kind: "string", choices: ["int8", "f32"], help: "weight precision in wasm memory: int8 (default) or f32" },
   context: { kind: "integer", help: "positions the KV cache holds (default: the model's context length, at most 4096)" },
-  kernels: { kind: "string", choices: ["auto", "exact", "relaxed"], help: "wasm module: auto (default), exact simd128, or relaxed SIMD" },
+  kernels: { kind: "string", choices: ["auto", "exact", "relaxed"], help: "wasm module: auto (default: relaxed SIMD where it works), exact (the simd128 module) or relaxed" },
+  mode: { kind: "string", choices: modeChoices, help: "FFN mode of a file with sparsity data: dense, oracle or predicted (default predicted)" },
   json: { kind: "boolean", help: "print one JSON object on stdout" },
   quiet: { kind: "boolean", help: "print no progress bars or summary line" },
   help: { kind: "boolean", help: "print this help" },
@@ -68,8 +73,6 @@ const chatOptions: OptionSpecs = {
   "repeat-penalty": generateOptions["repeat-penalty"],
   seed: generateOptions.seed,
 };
-
-const modeChoices = ["dense", "oracle", "predicted"] as const;
 
 /** Flags that set one side of a gate bound, and the metric and side they set. */
 const boundFlags: Record<string, { metric: MetricName; side: "min" | "max"; help: string }> = {
@@ -108,8 +111,11 @@ const evalOptions: OptionSpecs = {
   ...gateOptions,
 };
 
+/** Model options without --mode: calibration always runs the dense model. */
+const { mode: _calibrateIgnoresMode, ...denseModelOptions } = modelOptions;
+
 const calibrateOptions: OptionSpecs = {
-  ...modelOptions,
+  ...denseModelOptions,
   text: { kind: "string", help: "calibration text, UTF-8; documents separated by <|endoftext|> lines" },
   sparsity: { kind: "number", help: "target fraction S of dormant neurons per layer, in [0, 0.99]" },
   rank: { kind: "integer", help: "predictor rank (default: about 8% of the dense FFN cost)" },
@@ -203,7 +209,7 @@ const stderr = process.stderr;
 
 function mainHelp(): string {
   const lines = Object.entries(commands).map(([name, command]) => `  ${name.padEnd(10)} ${command.summary}`);
-  return `usage: dormant <command> [options]\n\ncommands:\n${lines.join("\n")}\n\nRun dormant <command> --help for its options.\n`;
+  return `usage: dormant <command> [options]\n\ncommands:\n${lines.join("\n")}\n\nRun dormant <command> --help for its options, dormant --version for the version.\n`;
 }
 
 function progressReporter(args: ParsedArgs): ((progress: LoadProgress) => void) | undefined {
@@ -259,6 +265,7 @@ async function runGenerate(args: ParsedArgs): Promise<void> {
   }
   const prompt = (options.prompt as string | undefined) ?? positionals[0] ?? "";
   const model = await loadModel(modelName(args), loadOptions(args));
+  if (options.mode) model.setMode(options.mode as SparsityMode);
   const iterator = model.generate(prompt, {
     steps: options.steps as number | undefined,
     maxTokens: options["max-tokens"] as number | undefined,
@@ -315,6 +322,7 @@ async function runChat(args: ParsedArgs): Promise<void> {
     });
   }
   const model = await loadModel(modelName(args), loadOptions(args));
+  if (options.mode) model.setMode(options.mode as SparsityMode);
   if (model.chatFormat.template === null) stderr.write("no chat template in the file; using dormant's fallback format\n");
   const messages: ChatMessage[] = [];
   if (options.system !== undefined) messages.push({ role: "system", content: options.system as string });
@@ -455,6 +463,15 @@ async function measurePredictor(args: ParsedArgs, text: string, textPath: string
   return measureSparsity(statistics, file.sparsity as SparsityData);
 }
 
+/** Rejects an --out path that names the input file, which the command would replace. */
+function rejectOverwrite(command: string, out: string, input: string): void {
+  if (resolvePath(out) === resolvePath(input)) {
+    throw new OptionError(`dormant ${command}: option --out is ${out}, the input file itself, expected a new path (the command would replace its own input)`, {
+      source: "option out", field: "out", actual: out, expected: "a path other than the input",
+    });
+  }
+}
+
 function requireOption(command: string, value: string | undefined, name: string, expected: string): string {
   if (value === undefined) {
     throw new OptionError(`dormant ${command}: option --${name} is missing, expected ${expected}`, {
@@ -472,6 +489,7 @@ async function runCalibrate(args: ParsedArgs): Promise<void> {
   if (sparsity === undefined) requireOption("calibrate", undefined, "sparsity", "a number in [0, 0.99]");
   const text = new TextDecoder("utf-8", { fatal: false }).decode(await readFileBytes(textPath));
   const file = await readModelArgument(args);
+  rejectOverwrite("calibrate", out, file.source);
   const model = await createModel(file, { ...loadOptions(args), sparsity: null });
 
   const bars = new Map<string, ReturnType<typeof createProgressBar>>();
@@ -547,6 +565,7 @@ async function runConvert(args: ParsedArgs): Promise<void> {
   }
   const type = (options.type as "f32" | "q8_0" | undefined) ?? "f32";
   const file = await readModelArgument(args);
+  rejectOverwrite("convert", out, file.source);
   const bytes = convertToGGUF(file, { type });
   await writeFileAtomic(out, bytes);
   if (options.json) {
@@ -873,12 +892,25 @@ function withFlagNames(message: string): string {
   return message.replace(/\boption (\w+)/g, (match, name: string) => (flagNames[name] ? `option ${flagNames[name]}` : match));
 }
 
+/** Words a command takes after its options, for its usage line. */
+const POSITIONAL_USAGE: Record<string, string> = { generate: " [prompt]", tokenize: " [text]", pull: " NAME" };
+
+/** Version from the package.json beside dist/, where the bundled CLI lives. */
+async function packageVersion(): Promise<string> {
+  const text = new TextDecoder().decode(await readFileBytes(fileURLToPath(new URL("../package.json", import.meta.url))));
+  return (JSON.parse(text) as { version: string }).version;
+}
+
 /** Runs the CLI with `argv` (without node and the script path) and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === "--help" || name === "-h" || name === "help") {
     stdout.write(mainHelp());
     return name ? 0 : 2;
+  }
+  if (name === "--version" || name === "-v") {
+    stdout.write(`dormant ${await packageVersion()}\n`);
+    return 0;
   }
   const command = commands[name];
   if (!command) {
@@ -888,7 +920,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const args = parseArgs(name, rest, command.specs);
     if (args.options.help) {
-      stdout.write(`usage: dormant ${name} [options]${name === "generate" || name === "tokenize" ? " [text]" : ""}\n\n${command.summary}\n\noptions:\n${formatOptions(command.specs)}\n`);
+      stdout.write(`usage: dormant ${name} [options]${POSITIONAL_USAGE[name] ?? ""}\n\n${command.summary}\n\noptions:\n${formatOptions(command.specs)}\n`);
       return 0;
     }
     await command.run(args);

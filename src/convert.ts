@@ -57,10 +57,15 @@ function buildMetadata(model: ModelFile, options: ConvertOptions): GGUFMetadataE
     { key: "tokenizer.ggml.token_type", type: GGUFValueType.ARRAY, elementType: GGUFValueType.INT32, value: Array.from(vocab.types) },
     u32("tokenizer.ggml.bos_token_id", vocab.bos_id),
     u32("tokenizer.ggml.eos_token_id", vocab.eos_id),
-    u32("tokenizer.ggml.unknown_token_id", vocab.unk_id),
     { key: "tokenizer.ggml.add_bos_token", type: GGUFValueType.BOOL, value: vocab.add_bos },
     { key: "tokenizer.ggml.add_space_prefix", type: GGUFValueType.BOOL, value: vocab.add_space_prefix },
   );
+  // Byte-level BPE vocabularies have no unknown token (unk_id -1), and llama.cpp omits the key then.
+  if (vocab.unk_id >= 0) metadata.push(u32("tokenizer.ggml.unknown_token_id", vocab.unk_id));
+  if (vocab.merges) {
+    metadata.push({ key: "tokenizer.ggml.merges", type: GGUFValueType.ARRAY, elementType: GGUFValueType.STRING, value: vocab.merges });
+  }
+  if (vocab.pre) metadata.push({ key: "tokenizer.ggml.pre", type: GGUFValueType.STRING, value: vocab.pre });
 
   // Other keys of a GGUF source (license, chat template, dormant.* sparsity data) travel unchanged.
   const written = new Set(metadata.map((entry) => entry.key));

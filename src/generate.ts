@@ -82,6 +82,12 @@ export function generate(
     });
   }
   model.checkTokens(tokens, "generate");
+  if (steps !== undefined && steps < tokens.length) {
+    optionMismatch("generate", {
+      source: "option steps", field: "steps", actual: String(steps),
+      expected: `at least ${tokens.length}, the prompt's token count (steps counts positions, prompt included)`,
+    });
+  }
 
   return run(model, tokens, sampling, positionLimitFor(tokens.length, seqLen, steps, maxTokens), options);
 }

@@ -19,5 +19,7 @@ export { resolveModel, loadCatalog } from "./catalog.js";
 export { SpmTokenizer } from "./tokenizer/spm.js";
 export { createTokenizer, loadTokenizer, type DecodeOptions, type EncodeOptions, type Tokenizer } from "./tokenizer/index.js";
 export { DormantError, FormatError, OptionError, WasmError, ModelSourceError } from "./errors.js";
+export { WorkerModel } from "./worker.js";
+export type { WorkerLoadOptions } from "./worker.js";
 export type { LlamaConfig, ModelFile, TensorData, Vocab } from "./types.js";
 export type { KernelChoice, KernelVariant } from "./wasm.js";

@@ -17,6 +17,7 @@ import { instantiateKernels, type DormantExports, type KernelChoice, type Kernel
 import { generate, type GenerateOptions, type GeneratedPiece, type GenerationSummary } from "./generate.js";
 import { readChatFormat, type ChatFormat, type ChatMessage } from "./chat-format.js";
 import type { ChatOptions, ChatSummary } from "./chat.js";
+import { loadWorkerModel, type WorkerLoadOptions, type WorkerModel } from "./worker.js";
 
 export type Precision = "f32" | "int8";
 
@@ -49,6 +50,8 @@ export interface LoadOptions extends ResolveOptions {
    * later with setThresholds(). Default: true exactly when sparsity data is present.
    */
   bundles?: boolean;
+  /** `true` runs the model in a worker and returns a WorkerModel (see src/worker.ts and WorkerLoadOptions). */
+  worker?: false;
 }
 
 /** What the runtime needs of a calibrated sparsity section (see src/sparsity/format.ts). */
@@ -715,7 +718,11 @@ function placeWeights(
  * Loads a model and places it in a fresh wasm instance. The source is a catalog name or path
  * (Node and Deno), a URL (fetched; in browsers every string is a URL), a Blob or File, or bytes.
  */
-export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
+export function loadModel(source: ModelSource, options: WorkerLoadOptions): Promise<WorkerModel>;
+export function loadModel(source: ModelSource, options?: LoadOptions): Promise<Model>;
+export async function loadModel(source: ModelSource, options: LoadOptions | WorkerLoadOptions = {}): Promise<Model | WorkerModel> {
+  // Any value but false and undefined goes to the worker, where a value other than true is rejected.
+  if (options.worker !== undefined && options.worker !== false) return loadWorkerModel(source, options as WorkerLoadOptions);
   const precision = options.precision ?? "int8";
   if (precision !== "int8" && precision !== "f32") {
     optionMismatch("loadModel", {

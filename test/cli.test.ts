@@ -198,6 +198,31 @@ describe("dormant bench", () => {
   });
 });
 
+describe("convert of other files", () => {
+  it("keeps a byte-level BPE tokenizer through q8_0", async () => {
+    const source = fileURLToPath(new URL("../../shared/fixtures/archs/qwen2_style.gguf", import.meta.url));
+    const out = join(directory, "qwen2.q8_0.gguf");
+    const convert = await dormant(["convert", "--model", source, "--type", "q8_0", "--out", out, "--quiet"]);
+    expect(convert.status).toBe(0);
+    const before = JSON.parse((await dormant(["tokenize", "--model", source, "--json", "Hello world 123"])).stdout);
+    const after = JSON.parse((await dormant(["tokenize", "--model", out, "--json", "Hello world 123"])).stdout);
+    expect(after.tokens).toEqual(before.tokens);
+  });
+
+  it("rejects --out naming the input", async () => {
+    const copy = join(directory, "same.gguf");
+    writeFileSync(copy, readFileSync(GGUF));
+    expectFailure(await dormant(["convert", "--model", copy, "--out", copy]), 2,
+      `dormant convert: option --out is ${copy}, the input file itself, expected a new path (the command would replace its own input)`);
+    expect(readFileSync(copy).equals(readFileSync(GGUF))).toBe(true);
+  });
+
+  it("rejects steps shorter than the prompt", async () => {
+    expectFailure(await dormant(["generate", "--steps", "3", "Once upon a time"]), 2,
+      "generate: option --steps is 3, expected at least 5, the prompt's token count (steps counts positions, prompt included)");
+  });
+});
+
 describe("bad input", () => {
   const source = readFileSync(GGUF);
 
