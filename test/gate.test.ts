@@ -356,3 +356,13 @@ describe("dormant eval gate errors", () => {
     expectError(run, 2, `eval: ${other}: tokenizer token 511 is "▁zzq", expected ${JSON.stringify(file.vocab!.tokens[511])} as in ${GGUF} (the two files come from different base models)`);
   });
 });
+
+describe("bound ranges", () => {
+  it("rejects a share outside [0, 1]", async () => {
+    const { checkBoundRanges } = await import("../src/eval/gate.js");
+    expect(() => checkBoundRanges({ top1_agreement: { min: 1.5 } }, "bounds", "eval")).toThrow(
+      "eval: bounds: top1_agreement.min is 1.5, expected a number in [0, 1]");
+    expect(() => checkBoundRanges({ mean_kl: { max: -1 } }, "bounds", "eval")).toThrow(
+      "eval: bounds: mean_kl.max is -1, expected a number in [0, ∞)");
+  });
+});

@@ -271,12 +271,33 @@ export function mergeBounds(base: Bounds, override: Bounds): Bounds {
 export function checkBoundRanges(bounds: Bounds, source: string, where = WHERE): Bounds {
   for (const name of METRIC_NAMES) {
     const bound = bounds[name];
+    const [lowest, highest, range] = METRIC_RANGES[name];
+    for (const side of ["min", "max"] as const) {
+      const value = bound?.[side];
+      if (value !== undefined && (!Number.isFinite(value) || value < lowest || value > highest)) {
+        optionMismatch(where, { source, field: `${name}.${side}`, actual: String(value), expected: `a number in ${range}` });
+      }
+    }
     if (bound?.min !== undefined && bound.max !== undefined && bound.min > bound.max) {
       optionMismatch(where, { source, field: `${name}.min`, actual: String(bound.min), expected: `at most ${name}.max = ${bound.max}` });
     }
   }
   return bounds;
 }
+
+/** Values a bound on each metric can take: lowest, highest, and the range as text. */
+const METRIC_RANGES: Record<MetricName, [number, number, string]> = {
+  perplexity: [1, Infinity, "[1, ∞)"],
+  reference_perplexity: [1, Infinity, "[1, ∞)"],
+  ffn_bytes_per_token: [0, Infinity, "[0, ∞)"],
+  perplexity_ratio: [0, Infinity, "[0, ∞)"],
+  mean_kl: [0, Infinity, "[0, ∞)"],
+  top1_agreement: [0, 1, "[0, 1]"],
+  recall: [0, 1, "[0, 1]"],
+  kept_fraction: [0, 1, "[0, 1]"],
+  greedy_tokens: [0, Infinity, "[0, ∞)"],
+  expected_tokens: [0, Infinity, "[0, ∞)"],
+};
 
 /** Inputs that the metrics not measured by every run need. */
 const METRIC_NEEDS: Partial<Record<MetricName, string>> = {
