@@ -18,7 +18,7 @@ import { DormantError, formatMismatch, optionMismatch } from "../errors.js";
 import type { Model } from "../model.js";
 import { collectActivations, measureSparsity, minimumTokens, type LayerSparsity } from "../sparsity/calibrate.js";
 import type { SparsityData } from "../sparsity/format.js";
-import type { ModelFile } from "../types.js";
+import { TokenType, type ModelFile } from "../types.js";
 import { argmax, evaluate, splitDocuments } from "./perplexity.js";
 
 /** Names of the metrics a bound can apply to, in report order. */
@@ -364,8 +364,11 @@ export function checkSameBase(model: ModelFile, other: ModelFile, where = WHERE)
   if (otherTokens.length !== tokens.length) {
     optionMismatch(where, { source: other.source, field: "tokenizer tokens", actual: String(otherTokens.length), expected: `${tokens.length} as in ${model.source}` }, cause);
   }
+  // Control tokens are compared by position only: converters spell them differently (llama2.c's
+  // tokenizer.bin has "\n<s>\n" where llama.cpp's GGUF has "<s>") without changing the model.
+  const control = (file: ModelFile, id: number): boolean => file.vocab?.types[id] === TokenType.CONTROL;
   for (let id = 0; id < tokens.length; id++) {
-    if (otherTokens[id] !== tokens[id]) {
+    if (otherTokens[id] !== tokens[id] && !(control(model, id) && control(other, id))) {
       optionMismatch(where, {
         source: other.source, field: `tokenizer token ${id}`, actual: JSON.stringify(otherTokens[id]), expected: `${JSON.stringify(tokens[id])} as in ${model.source}`,
       }, cause);
