@@ -45,7 +45,7 @@ export function modelStateBytes(
   dim: i32, hiddenDim: i32, nLayers: i32, nHeads: i32, nKvHeads: i32, vocabSize: i32, seqLen: i32,
 ): f64 {
   setConfig(dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize, seqLen, 1e-5, 10000, 1);
-  return <f64>stateBytes() + <f64>(15 * nLayers * 8 + 64);
+  return <f64>stateBytes() + <f64>(16 * nLayers * 8 + 64);
 }
 
 /** Registers tensor (slot, layer): data pointer and, for int8 matrices, the block-scale pointer. */
@@ -123,9 +123,9 @@ export function ffnRepeat(layer: i32, input: usize, repeats: i32): void {
   ffnRepeatLayer(layer, input, repeats);
 }
 
-/** Sets the RoPE pairing: 0 adjacent pairs (llama), 1 halves (NEOX, qwen2). */
-export function setRope(neox: i32): void {
-  setRopeKind(neox);
+/** Sets the RoPE pairing (0 adjacent pairs as llama, 1 halves as NEOX/qwen2) and the linear scaling's position multiplier. */
+export function setRope(neox: i32, freqScale: f32): void {
+  setRopeKind(neox, freqScale);
 }
 
 /** Allocates the prefill block buffers (after modelInit). Returns 1 on success. */

@@ -41,10 +41,8 @@ export {
   dotRowQ8Ref,
   dotRows4Q8,
   dotRows4Q8Ref,
-  accumulate4Q8,
-  accumulate4Q8Ref,
-  applyBlockScales,
-  applyBlockScalesRef,
+  downColumnsQ8,
+  downColumnsQ8Ref,
   touchLines,
 } from "./kernels/sparse_q8";
 export { cutoffBounds, selectCandidates, selectCandidatesRef } from "./kernels/candidates";

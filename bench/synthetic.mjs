@@ -1,6 +1,7 @@
 // Builds Llama-shaped models with random weights in memory, for throughput benchmarks only.
-// Weights are uniform in ±0.05 from a seeded generator, so runs are repeatable; the
-// vocabulary is byte tokens plus placeholder pieces, enough for the tokenizer to load.
+// Weights are uniform in ±0.05 from a seeded generator, so runs are repeatable. The vocabulary
+// is byte tokens, "▁", the printable ASCII characters and placeholder pieces, which is enough
+// for dormant's and llama.cpp's tokenizers to load it and to round-trip plain text.
 
 /** Model shapes of the TinyStories series and a 1B-class Llama, as benchmarks use them. */
 export const SHAPES = {
@@ -41,6 +42,12 @@ function syntheticVocab(size) {
   for (let b = 0; b < 256; b++) {
     types[tokens.length] = 6;
     tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`);
+  }
+  // "▁" and the printable ASCII characters let llama.cpp's tokenizer round-trip plain text.
+  // With byte tokens alone, llama.cpp decodes the space marker to its three UTF-8 bytes.
+  for (const piece of ["▁", ...Array.from({ length: 94 }, (_, i) => String.fromCharCode(33 + i))]) {
+    types[tokens.length] = 1;
+    tokens.push(piece);
   }
   while (tokens.length < size) {
     types[tokens.length] = 1;

@@ -22,6 +22,8 @@ export interface HostEnvironment {
   /** Whether `node:fs` can be imported, so model paths and file: URLs can be read. */
   readonly hasFileSystem: boolean;
   readonly hasFetch: boolean;
+  /** Whether the Cache API (`caches`) exists: browsers in secure contexts, their workers, and Deno. */
+  readonly hasCacheStorage: boolean;
   /** Whether `crypto.subtle` exists (browsers: only in secure contexts such as http://127.0.0.1). */
   readonly hasWebCrypto: boolean;
   readonly hasSharedArrayBuffer: boolean;
@@ -36,9 +38,19 @@ interface HostGlobals {
   document?: unknown;
   WorkerGlobalScope?: unknown;
   fetch?: unknown;
+  caches?: { open?: unknown };
   crypto?: { subtle?: unknown };
   SharedArrayBuffer?: unknown;
   crossOriginIsolated?: boolean;
+}
+
+function probeCacheStorage(host: HostGlobals): boolean {
+  // Reading `caches` throws a SecurityError in opaque origins, such as sandboxed iframes.
+  try {
+    return typeof host.caches === "object" && host.caches !== null && typeof host.caches.open === "function";
+  } catch {
+    return false;
+  }
 }
 
 function probe(): HostEnvironment {
@@ -65,6 +77,7 @@ function probe(): HostEnvironment {
     version: isDeno ? denoVersion : nodeVersion,
     hasFileSystem: isNode || isDeno,
     hasFetch: typeof host.fetch === "function",
+    hasCacheStorage: probeCacheStorage(host),
     hasWebCrypto: typeof host.crypto?.subtle === "object" && host.crypto.subtle !== null,
     hasSharedArrayBuffer: typeof host.SharedArrayBuffer === "function",
     crossOriginIsolated: host.crossOriginIsolated === true,

@@ -567,6 +567,19 @@ export function ggufToVocab(gguf: GGUFFile, source: string): Vocab {
  */
 const ROPE_TYPES: Record<string, "norm" | "neox"> = { llama: "norm", qwen2: "neox" };
 
+/**
+ * Reads the RoPE scaling: none, or linear with `ARCH.rope.scaling.factor` (positions divided by
+ * it). Llama 3.1's scaling arrives as the rope_freqs.weight tensor instead, which the model places.
+ */
+function ropeScalingFactor(meta: MetadataReader, key: (name: string) => string): number {
+  const type = meta.has(key("rope.scaling.type")) ? meta.string(key("rope.scaling.type")) : "none";
+  if (type === "none") return 1;
+  if (type !== "linear") {
+    meta.fail(`metadata ${key("rope.scaling.type")}`, JSON.stringify(type), '"none" or "linear"', "this RoPE scaling is not supported");
+  }
+  return meta.float(key("rope.scaling.factor"), 1);
+}
+
 /** GGUF key naming the FFN activation of llama-family files; llama.cpp files (SwiGLU) lack it. */
 export const FFN_ACTIVATION_KEY = "dormant.ffn_activation";
 
@@ -616,6 +629,7 @@ export function ggufToModelFile(gguf: GGUFFile, source: string): ModelFile {
     norm_eps: meta.float(key("attention.layer_norm_rms_epsilon"), 1e-5),
     rope_theta: meta.float(key("rope.freq_base"), 10000),
     rope_type: ropeType,
+    rope_scaling_factor: ropeScalingFactor(meta, key),
     activation: ffnActivation(meta, gguf.metadata),
     // A FFN without gate tensors is act(up x) followed by down.
     gated: gguf.tensors.has("blk.0.ffn_gate.weight"),

@@ -19,6 +19,8 @@ export { resolveModel, loadCatalog } from "./catalog.js";
 export { SpmTokenizer } from "./tokenizer/spm.js";
 export { createTokenizer, loadTokenizer, type DecodeOptions, type EncodeOptions, type Tokenizer } from "./tokenizer/index.js";
 export { DormantError, FormatError, OptionError, WasmError, ModelSourceError } from "./errors.js";
+export { listCachedModels, deleteCachedModel, clearModelCache, MODEL_CACHE_NAME } from "./model-cache.js";
+export type { CachedModel } from "./model-cache.js";
 export { WorkerModel } from "./worker.js";
 export type { WorkerLoadOptions } from "./worker.js";
 export type { LlamaConfig, ModelFile, TensorData, Vocab } from "./types.js";

@@ -28,6 +28,8 @@ export interface LoadProgress {
   file?: string;
   loaded: number;
   total?: number;
+  /** Set on an extra event when the model cache could not be read or written; the load goes on. */
+  warning?: string;
 }
 
 export interface LoadOptions extends ResolveOptions {
@@ -40,6 +42,11 @@ export interface LoadOptions extends ResolveOptions {
   /** Kernel module: "auto" (default) prefers relaxed SIMD where it validates and self-tests. */
   kernels?: KernelChoice;
   onProgress?: (progress: LoadProgress) => void;
+  /**
+   * Keeps downloaded http(s) models in the Cache API ("dormant-models-v1", keyed by URL) and loads
+   * them from there next time. Default true; hosts without the Cache API (Node) ignore it.
+   */
+  cache?: boolean;
   /**
    * Sparsity data to run with (thresholds, predictor). Default: the file's `dormant.sparsity`
    * section when present. `null` ignores the file's data and runs the dense matrices.
@@ -123,7 +130,7 @@ const DEFAULT_MAX_CONTEXT = 4096;
 enum Slot {
   TOKEN_EMBD = 0, OUTPUT = 1, OUTPUT_NORM = 2, ATTN_NORM = 3, ATTN_Q = 4, ATTN_K = 5,
   ATTN_V = 6, ATTN_OUTPUT = 7, FFN_NORM = 8, FFN_GATE = 9, FFN_UP = 10, FFN_DOWN = 11,
-  ATTN_Q_BIAS = 12, ATTN_K_BIAS = 13, ATTN_V_BIAS = 14,
+  ATTN_Q_BIAS = 12, ATTN_K_BIAS = 13, ATTN_V_BIAS = 14, ROPE_FREQS = 15,
 }
 
 const layerMatrices: Array<[Slot, string]> = [
@@ -187,7 +194,8 @@ export function weightBytes(config: LlamaConfig, precision: Precision, tied: boo
     matrixBytes(kvDim, dim, precision) * 2 +
     ffn;
   const embedding = matrixBytes(vocab_size, dim, precision);
-  return n_layers * perLayer + embedding * (tied ? 1 : 2) + align64(dim * 4);
+  // output norm, plus room for the optional RoPE frequency factors (head_size / 2 f32)
+  return n_layers * perLayer + embedding * (tied ? 1 : 2) + align64(dim * 4) + align64((dim / n_heads) * 2);
 }
 
 function checkContextLength(value: unknown, fileSeqLen: number): number {
@@ -622,6 +630,8 @@ function placeWeights(
     wasm.setWeight(Slot.OUTPUT, 0, embeddingData, embeddingScales);
   }
   placeVector(Slot.OUTPUT_NORM, 0, "output_norm.weight");
+  // Llama 3.1+ files carry per-pair RoPE frequency factors.
+  if (tensors.has("rope_freqs.weight")) placeVector(Slot.ROPE_FREQS, 0, "rope_freqs.weight");
   /** Quantizes a tensor to row-major Q8_0 (rows, pad32(cols)) with the load-time rule. */
   const rowMajorQ8 = (name: string): { quants: Int8Array; scales: Float32Array; rows: number; cols: number } => {
     const tensor = need(name);
@@ -747,7 +757,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions | Work
     const tokenizer = tokenizerPath ? { bytes: await readFileBytes(tokenizerPath), source: tokenizerPath } : undefined;
     file = readModelFile(bytes, resolved.modelPath, tokenizer);
   } else {
-    const { bytes, name } = await readModelSource(source, { where: "loadModel", onProgress: options.onProgress });
+    const { bytes, name } = await readModelSource(source, { where: "loadModel", onProgress: options.onProgress, cache: options.cache });
     file = readModelFile(bytes, name);
   }
   file.sparsity ??= readSparsity(file);
@@ -803,7 +813,7 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
   }
 
   wasm.setActivation(ACTIVATION_NUMBERS[config.activation], config.gated === false ? 0 : 1);
-  wasm.setRope(config.rope_type === "neox" ? 1 : 0);
+  wasm.setRope(config.rope_type === "neox" ? 1 : 0, 1 / (config.rope_scaling_factor ?? 1));
   if (wasm.sparseInit(rank) !== 1 || wasm.prefillInit() !== 1) {
     throw new WasmError(`loadModel: ${file.source}: sparse tables do not fit the reserved budget of ${budget} bytes`, {
       source: file.source, field: "memory", actual: "over budget", expected: `${budget} bytes`,

@@ -25,6 +25,8 @@ export interface LlamaConfig {
   gated?: boolean;
   /** RoPE pairing: "norm" rotates adjacent pairs (llama, llama2.c), "neox" the halves of a head (qwen2). Default "norm". */
   rope_type?: "norm" | "neox";
+  /** Linear RoPE scaling factor: positions are divided by it (GGUF `ARCH.rope.scaling.factor`). Default 1. */
+  rope_scaling_factor?: number;
 }
 
 /** GGML tensor types that the readers understand. Values are GGML's own type ids. */

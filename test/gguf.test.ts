@@ -212,6 +212,7 @@ describe("ggufToModelFile", () => {
       activation: "silu",
       gated: true,
       rope_type: "norm",
+      rope_scaling_factor: 1,
     });
   });
 

@@ -73,6 +73,7 @@ describe("readLlama2cCheckpoint", () => {
       activation: "silu",
       gated: true,
       rope_type: "norm",
+      rope_scaling_factor: 1,
     });
     expect(model.vocab).toBeUndefined();
     expect(model.metadata.size).toBe(0);

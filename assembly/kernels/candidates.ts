@@ -40,8 +40,8 @@ function activate64(v: f64, kind: i32): f64 {
   return 0.5 * v * (1 + Math.tanh(SQRT_2_OVER_PI * v * (1 + GELU_COEF_A * v * v)));
 }
 
-// Returns the v in [lo, hi] where |act| crosses target, for |act| monotone there; rising says
-// whether |act| grows with v. The result is within f64 rounding of the crossing.
+// Returns the v in [lo, hi] where |act| crosses target, for |act| monotone there, and rising
+// true when |act| grows with v. The result is within f64 rounding of the crossing.
 function crossing(lo: f64, hi: f64, target: f64, kind: i32, rising: bool): f64 {
   for (let i = 0; i < 200; i++) {
     const mid = 0.5 * (lo + hi);
@@ -144,7 +144,7 @@ export function selectCandidatesRef(masks: usize, values: usize, n: i32, cutoff:
 
 /**
  * Same as selectCandidatesRef with simd128 compares against `bounds` from cutoffBounds(cutoff,
- * kind); only values inside the margins run act(). values holds n rounded up to 32 readable f32.
+ * kind), so only values inside the margins run act(). values must have n rounded up to 32 readable f32.
  */
 export function selectCandidates(masks: usize, values: usize, n: i32, cutoff: f32, kind: i32, bounds: usize): i32 {
   const all = load<f32>(bounds + (BOUND_ALL << 2)) != 0;

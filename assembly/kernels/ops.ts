@@ -216,3 +216,30 @@ export function ropeHalves(vec: usize, headCount: i32, head_size: i32, pos: i32,
     }
   }
 }
+
+/**
+ * Same as ropeAdjacent (pairing "halves" when halves is 1, as ropeHalves), with llama.cpp's RoPE
+ * scaling: the angle is pos · freqScale · θ^(-2i / head_size) / factors[i], where freqScale is
+ * 1 / (linear scaling factor) and factors (head_size / 2 f32, or 0 for none) are the per-pair
+ * frequency factors of a `rope_freqs.weight` tensor (Llama 3.1 and later).
+ */
+export function ropeScaled(vec: usize, headCount: i32, head_size: i32, pos: i32, theta: f32, halves: i32, freqScale: f32, factors: usize): void {
+  const half = head_size >> 1;
+  for (let j = 0; j < half; j++) {
+    let freq = <f32>1 / Mathf.pow(theta, <f32>(j << 1) / <f32>head_size);
+    if (factors != 0) freq /= load<f32>(factors + (<usize>j << 2));
+    const angle = <f32>pos * freqScale * freq;
+    const cosAngle = Mathf.cos(angle);
+    const sinAngle = Mathf.sin(angle);
+
+    for (let h = 0; h < headCount; h++) {
+      const base = vec + ((<usize>h * <usize>head_size) << 2);
+      const first = base + (<usize>(halves ? j : j << 1) << 2);
+      const second = first + (halves ? <usize>half << 2 : 4);
+      const v0 = load<f32>(first);
+      const v1 = load<f32>(second);
+      store<f32>(first, v0 * cosAngle - v1 * sinAngle);
+      store<f32>(second, v0 * sinAngle + v1 * cosAngle);
+    }
+  }
+}

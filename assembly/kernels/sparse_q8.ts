@@ -2,9 +2,8 @@
 //
 //   dotRows4Q8       four Q8_0 rows at any addresses · quantized activations, with matvecQ8Ref's
 //                    f32 steps per row, so a row computed here equals the dense kernel's row
-//   accumulate4Q8    acc_i32[i] += Σ_k h_k · d_k[i] over four kept neurons of one 32-neuron block:
-//                    the integer part of the down projection
-//   applyBlockScales out[i] += f32(acc_i32[i]) · (scales[i] · hs), then acc = 0: closes one block
+//   downColumnsQ8    out[i] += f32(Σ_k h_k · d_k[i]) · (scales[i] · hs) over the kept neurons of
+//                    one 32-neuron block: its down projection
 //   touchLines       loads one word per 64-byte cache line of a range
 //
 // A row here is `cols` quants followed directly by its cols / 32 f32 scales, as the bundles store it.
@@ -79,67 +78,55 @@ export function dotRows4Q8(out: usize, w0: usize, w1: usize, w2: usize, w3: usiz
   v128.store(out, acc_f32);
 }
 
-/** Adds Σ_k h_k · d_k[i] to the i32 accumulators acc[i] for i < n, k < 4. Scalar reference. */
-export function accumulate4Q8Ref(acc: usize, d0: usize, d1: usize, d2: usize, d3: usize, h0: i32, h1: i32, h2: i32, h3: i32, n: i32): void {
+/**
+ * Adds f32(Σ_k h_k · d_k[i]) · (scales[i] · hs) to out[i] for i < n, k < count: the down projection
+ * of one neuron block. columns contains count u32 column addresses, and pairs the count i16 weights
+ * h_k, so the u32 at pairs + 4p has h_2p in its low and h_2p+1 in its high half. Scalar reference.
+ */
+export function downColumnsQ8Ref(out: usize, columns: usize, pairs: usize, count: i32, scales: usize, hs: f32, n: i32): void {
   for (let i = 0; i < n; i++) {
-    const offset = <usize>i;
-    const term = h0 * <i32>load<i8>(d0 + offset) + h1 * <i32>load<i8>(d1 + offset) +
-      h2 * <i32>load<i8>(d2 + offset) + h3 * <i32>load<i8>(d3 + offset);
-    store<i32>(acc + (offset << 2), load<i32>(acc + (offset << 2)) + term);
+    let sum: i32 = 0;
+    for (let k = 0; k < count; k++) {
+      const pair = load<u32>(pairs + (<usize>(k >> 1) << 2));
+      const h = <i32>(k & 1 ? <i16>(pair >> 16) : <i16>pair);
+      sum += h * <i32>load<i8>(<usize>load<u32>(columns + (<usize>k << 2)) + <usize>i);
+    }
+    const offset = <usize>i << 2;
+    store<f32>(out + offset, load<f32>(out + offset) + <f32>sum * (load<f32>(scales + offset) * hs));
   }
 }
 
 /**
- * Same as accumulate4Q8Ref with simd128. n a multiple of 16; h_k and d_k in [-127, 127], so two
- * i8 products add up in i16 without overflow (2 · 127 · 127 < 32768). A column may repeat with h = 0.
+ * Same as downColumnsQ8Ref with simd128: 16 outputs at a time stay in four i32x4 accumulators
+ * while every column adds to them, then the block scales apply once. Interleaving the bytes of
+ * two columns gives (d_a[i], d_b[i]) pairs, so one i32x4.dot_i16x8_s adds h_a · d_a[i] + h_b · d_b[i]
+ * for four outputs. count even, n a multiple of 16, h and d in [-127, 127].
  */
-export function accumulate4Q8(acc: usize, d0: usize, d1: usize, d2: usize, d3: usize, h0: i32, h1: i32, h2: i32, h3: i32, n: i32): void {
-  const h0_i8 = i8x16.splat(<i8>h0);
-  const h1_i8 = i8x16.splat(<i8>h1);
-  const h2_i8 = i8x16.splat(<i8>h2);
-  const h3_i8 = i8x16.splat(<i8>h3);
+export function downColumnsQ8(out: usize, columns: usize, pairs: usize, count: i32, scales: usize, hs: f32, n: i32): void {
+  const hs_f32 = f32x4.splat(hs);
   for (let i = 0; i < n; i += 16) {
     const offset = <usize>i;
-    const a = v128.load(d0 + offset);
-    const b = v128.load(d1 + offset);
-    const c = v128.load(d2 + offset);
-    const d = v128.load(d3 + offset);
-    const ab_lo_i16 = i16x8.add(i16x8.extmul_low_i8x16_s(a, h0_i8), i16x8.extmul_low_i8x16_s(b, h1_i8));
-    const ab_hi_i16 = i16x8.add(i16x8.extmul_high_i8x16_s(a, h0_i8), i16x8.extmul_high_i8x16_s(b, h1_i8));
-    const cd_lo_i16 = i16x8.add(i16x8.extmul_low_i8x16_s(c, h2_i8), i16x8.extmul_low_i8x16_s(d, h3_i8));
-    const cd_hi_i16 = i16x8.add(i16x8.extmul_high_i8x16_s(c, h2_i8), i16x8.extmul_high_i8x16_s(d, h3_i8));
-    const out = acc + (offset << 2);
-    const sum0_i32 = i32x4.add(i32x4.extend_low_i16x8_s(ab_lo_i16), i32x4.extend_low_i16x8_s(cd_lo_i16));
-    const sum1_i32 = i32x4.add(i32x4.extend_high_i16x8_s(ab_lo_i16), i32x4.extend_high_i16x8_s(cd_lo_i16));
-    const sum2_i32 = i32x4.add(i32x4.extend_low_i16x8_s(ab_hi_i16), i32x4.extend_low_i16x8_s(cd_hi_i16));
-    const sum3_i32 = i32x4.add(i32x4.extend_high_i16x8_s(ab_hi_i16), i32x4.extend_high_i16x8_s(cd_hi_i16));
-    v128.store(out, i32x4.add(v128.load(out), sum0_i32));
-    v128.store(out, i32x4.add(v128.load(out, 16), sum1_i32), 16);
-    v128.store(out, i32x4.add(v128.load(out, 32), sum2_i32), 32);
-    v128.store(out, i32x4.add(v128.load(out, 48), sum3_i32), 48);
-  }
-}
-
-/** Adds f32(acc[i]) · (scales[i] · hs) to out[i] and clears acc[i], for i < n. Scalar reference. */
-export function applyBlockScalesRef(out: usize, acc: usize, scales: usize, hs: f32, n: i32): void {
-  for (let i = 0; i < n; i++) {
-    const offset = <usize>i << 2;
-    const sum = <f32>load<i32>(acc + offset);
-    store<f32>(out + offset, load<f32>(out + offset) + sum * (load<f32>(scales + offset) * hs));
-    store<i32>(acc + offset, 0);
-  }
-}
-
-/** Same as applyBlockScalesRef with simd128, lane by lane the same f32 operations. n a multiple of 4. */
-export function applyBlockScales(out: usize, acc: usize, scales: usize, hs: f32, n: i32): void {
-  const hs_f32 = f32x4.splat(hs);
-  const zero = i32x4.splat(0);
-  for (let i = 0; i < n; i += 4) {
-    const offset = <usize>i << 2;
-    const sums_f32 = f32x4.convert_i32x4_s(v128.load(acc + offset));
-    const scale = f32x4.mul(v128.load(scales + offset), hs_f32);
-    v128.store(out + offset, f32x4.add(v128.load(out + offset), f32x4.mul(sums_f32, scale)));
-    v128.store(acc + offset, zero);
+    let acc0_i32 = i32x4.splat(0);
+    let acc1_i32 = i32x4.splat(0);
+    let acc2_i32 = i32x4.splat(0);
+    let acc3_i32 = i32x4.splat(0);
+    for (let k = 0; k < count; k += 2) {
+      const a = v128.load(<usize>load<u32>(columns + (<usize>k << 2)) + offset);
+      const b = v128.load(<usize>load<u32>(columns + (<usize>k << 2), 4) + offset);
+      const h_i16 = v128.load32_splat(pairs + (<usize>k << 1));
+      const ab_lo = v128.shuffle<u8>(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      const ab_hi = v128.shuffle<u8>(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+      acc0_i32 = i32x4.add(acc0_i32, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(ab_lo), h_i16));
+      acc1_i32 = i32x4.add(acc1_i32, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(ab_lo), h_i16));
+      acc2_i32 = i32x4.add(acc2_i32, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(ab_hi), h_i16));
+      acc3_i32 = i32x4.add(acc3_i32, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(ab_hi), h_i16));
+    }
+    const o = out + (offset << 2);
+    const s = scales + (offset << 2);
+    v128.store(o, f32x4.add(v128.load(o), f32x4.mul(f32x4.convert_i32x4_s(acc0_i32), f32x4.mul(v128.load(s), hs_f32))));
+    v128.store(o, f32x4.add(v128.load(o, 16), f32x4.mul(f32x4.convert_i32x4_s(acc1_i32), f32x4.mul(v128.load(s, 16), hs_f32))), 16);
+    v128.store(o, f32x4.add(v128.load(o, 32), f32x4.mul(f32x4.convert_i32x4_s(acc2_i32), f32x4.mul(v128.load(s, 32), hs_f32))), 32);
+    v128.store(o, f32x4.add(v128.load(o, 48), f32x4.mul(f32x4.convert_i32x4_s(acc3_i32), f32x4.mul(v128.load(s, 48), hs_f32))), 48);
   }
 }
 

@@ -30,8 +30,12 @@ export let gated: bool = true;
 /** RoPE pairing: 0 adjacent pairs (llama.cpp's NORM), 1 halves (NEOX). */
 export let rope_neox: i32 = 0;
 
-export function setRope(neox: i32): void {
+/** Position multiplier of linear RoPE scaling (1 / factor); 1 without scaling. */
+export let rope_freq_scale: f32 = 1;
+
+export function setRope(neox: i32, freqScale: f32): void {
   rope_neox = neox;
+  rope_freq_scale = freqScale;
 }
 
 export function setActivation(kind: i32, isGated: i32): void {

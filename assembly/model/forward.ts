@@ -5,12 +5,12 @@ import { matvecF32 } from "../kernels/matvec_f32";
 import { matvecQ8 } from "../kernels/matvec_q8";
 import { quantizeQ8 } from "../kernels/quantize";
 import {
-  addF32, axpyF32, dequantizeRowQ8, dotF32, rmsnorm, ropeAdjacent, ropeHalves, softmax,
+  addF32, axpyF32, dequantizeRowQ8, dotF32, rmsnorm, ropeAdjacent, ropeHalves, ropeScaled, softmax,
 } from "../kernels/ops";
 import { activateInPlace } from "../kernels/activation";
 import {
   activation, dim, dim_pad, gated, head_size, hidden_dim, hidden_pad, int8, kv_dim, kv_mul, n_heads,
-  n_kv_heads, n_layers, norm_eps, rope_neox, rope_theta, seq_len, vocab_size,
+  n_kv_heads, n_layers, norm_eps, rope_freq_scale, rope_neox, rope_theta, seq_len, vocab_size,
 } from "./config";
 import { countNeurons, hasBundles, sparseFfn } from "./sparse";
 import {
@@ -18,7 +18,7 @@ import {
 } from "./state";
 import {
   SLOT_ATTN_K, SLOT_ATTN_K_BIAS, SLOT_ATTN_NORM, SLOT_ATTN_OUTPUT, SLOT_ATTN_Q, SLOT_ATTN_Q_BIAS,
-  SLOT_ATTN_V, SLOT_ATTN_V_BIAS, SLOT_FFN_DOWN,
+  SLOT_ATTN_V, SLOT_ATTN_V_BIAS, SLOT_FFN_DOWN, SLOT_ROPE_FREQS,
   SLOT_FFN_GATE, SLOT_FFN_NORM, SLOT_FFN_UP, SLOT_OUTPUT, SLOT_OUTPUT_NORM, SLOT_TOKEN_EMBD,
   weightData, weightScales,
 } from "./weights";
@@ -45,6 +45,21 @@ function prepare(input: usize, n: i32): void {
 export function addBias(out: usize, slot: i32, layer: i32, n: i32): void {
   const bias = weightData(slot, layer);
   if (bias != 0) addF32(out, bias, n);
+}
+
+/**
+ * Rotates headCount heads of vec for position pos with the model's RoPE: the unscaled kernels
+ * when the model has no scaling (so llama2.c's f32 steps are kept exactly), else ropeScaled.
+ */
+export function rope(vec: usize, headCount: i32, pos: i32): void {
+  const factors = weightData(SLOT_ROPE_FREQS, 0);
+  if (factors != 0 || rope_freq_scale != 1) {
+    ropeScaled(vec, headCount, head_size, pos, rope_theta, rope_neox, rope_freq_scale, factors);
+  } else if (rope_neox) {
+    ropeHalves(vec, headCount, head_size, pos, rope_theta);
+  } else {
+    ropeAdjacent(vec, headCount, head_size, pos, rope_theta);
+  }
 }
 
 /** Copies the embedding row of `token` into out (dim_pad f32). */
@@ -171,13 +186,8 @@ export function forward(token: i32, pos: i32): usize {
     addBias(v, SLOT_ATTN_V_BIAS, l, kv_dim);
 
     // rope: adjacent pairs (llama2.c, GGUF "llama") or halves (NEOX, GGUF "qwen2")
-    if (rope_neox) {
-      ropeHalves(q, n_heads, head_size, pos, rope_theta);
-      ropeHalves(k, n_kv_heads, head_size, pos, rope_theta);
-    } else {
-      ropeAdjacent(q, n_heads, head_size, pos, rope_theta);
-      ropeAdjacent(k, n_kv_heads, head_size, pos, rope_theta);
-    }
+    rope(q, n_heads, pos);
+    rope(k, n_kv_heads, pos);
 
     // grouped-query attention, one head at a time
     for (let h = 0; h < n_heads; h++) attendHead(h, pos, layerCache);

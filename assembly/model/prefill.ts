@@ -9,13 +9,13 @@ import { activateInPlace } from "../kernels/activation";
 import { matmatQ8 } from "../kernels/matmat_q8";
 import { matvecF32 } from "../kernels/matvec_f32";
 import { matvecQ8 } from "../kernels/matvec_q8";
-import { addF32, rmsnorm, ropeAdjacent, ropeHalves } from "../kernels/ops";
+import { addF32, rmsnorm } from "../kernels/ops";
 import { quantizeQ8 } from "../kernels/quantize";
 import {
   activation, dim, dim_pad, gated, head_size, hidden_dim, hidden_pad, int8, kv_dim, n_heads, n_kv_heads,
-  n_layers, norm_eps, rope_neox, rope_theta, seq_len, vocab_size,
+  n_layers, norm_eps, seq_len, vocab_size,
 } from "./config";
-import { addBias, attendHeadAt, embedInto } from "./forward";
+import { addBias, attendHeadAt, embedInto, rope } from "./forward";
 import { countNeurons, hasBundles, sparseFfn } from "./sparse";
 import { att, key_cache, logits, value_cache, xb } from "./state";
 import {
@@ -116,13 +116,8 @@ export function forwardBlock(n: i32, pos0: i32, allLogits: i32): usize {
       addBias(qt, SLOT_ATTN_Q_BIAS, l, dim);
       addBias(kt, SLOT_ATTN_K_BIAS, l, kv_dim);
       addBias(row(v0, t, kv_dim), SLOT_ATTN_V_BIAS, l, kv_dim);
-      if (rope_neox) {
-        ropeHalves(qt, n_heads, head_size, pos0 + t, rope_theta);
-        ropeHalves(kt, n_kv_heads, head_size, pos0 + t, rope_theta);
-      } else {
-        ropeAdjacent(qt, n_heads, head_size, pos0 + t, rope_theta);
-        ropeAdjacent(kt, n_kv_heads, head_size, pos0 + t, rope_theta);
-      }
+      rope(qt, n_heads, pos0 + t);
+      rope(kt, n_kv_heads, pos0 + t);
     }
 
     // causal attention: token t attends to positions 0..pos0+t

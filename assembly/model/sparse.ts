@@ -1,11 +1,13 @@
 // Sparse FFN over neuron-major bundles: predictor → candidates → exact gate rows for the
 // candidates → threshold τ_l → up rows and down columns only for the kept neurons.
 //
-// Bundle of neuron j (bundleStride() bytes, a multiple of 64), int8 in blocks of 32, each row
-// followed by its scales so a kernel finds them at row + dim_pad:
+// Bundle of neuron j (bundleStride() bytes, a multiple of 64), int8 in blocks of 32. Each row is
+// followed by its scales, so a kernel finds them at row + dim_pad:
 //
-//   | gate row j (dim_pad i8) | gate scales (dim_pad/32 f32) | up row j | up scales | down column j (dim_pad i8) | pad |
-//                                                            (scale sections padded to 16 bytes)
+//   | gate row j | gate scales | up row j   | up scales | down column j | pad to 64 |
+//     dim_pad i8   S bytes       dim_pad i8   S bytes     dim_pad i8
+//
+//   S = dim_pad / 32 f32, rounded up to 16 bytes. dim 768: 768 + 96 + 768 + 96 + 768 = 2496 bytes.
 //
 // Bundles of one layer lie back to back, hidden_pad of them, so a 32-neuron block is one
 // contiguous range of 32 bundles. One kept neuron is one contiguous read. The scales of the down
@@ -20,19 +22,20 @@
 // predictorUpScales(). Neuron j is a candidate when |act(ĝ_j)| ≥ cutoff_l (see candidates.ts),
 // and kept when act(g_j) ≠ 0 and |act(g_j)| ≥ τ_l.
 //
-// Memory access: random reads of a few hundred bytes each are bound by the number of cache
-// misses in flight, while the hardware prefetcher streams a region read in order. On the EPYC
-// (Zen 4) test VM, one thread read 768-byte rows at 4-7 GB/s when 11-55% of a region was read,
-// against 25 GB/s for the whole region in order. So when at least STREAM_FRACTION of the neurons
-// are candidates, the FFN touches every cache line of the next block while it computes the
-// current one (streaming); below that it reads the needed rows only.
+// Memory access: one thread read a region in order at about 25 GB/s, because the hardware
+// prefetcher runs ahead. It read scattered rows of a few hundred bytes at 4-7 GB/s, bound by the
+// cache misses in flight (micro-benchmarks on an EPYC Zen 4 VM, Node 20). Reading rows with gaps
+// between them lost the prefetcher's stream just the same, and touching lines between kernel
+// steps did not overlap with the compute. So when at least STREAM_FRACTION of the neurons are
+// candidates, each 32-neuron block is first read whole in order (touchLines) and then computed
+// from cache. Below that only the rows in use are read.
 
 import { arenaAlloc } from "../memory";
 import { activate } from "../kernels/activation";
 import { BOUND_FIELDS, cutoffBounds, selectCandidates } from "../kernels/candidates";
 import { matvecQ8 } from "../kernels/matvec_q8";
 import { quantizeQ8 } from "../kernels/quantize";
-import { accumulate4Q8, applyBlockScales, dotRows4Q8, touchLines } from "../kernels/sparse_q8";
+import { dotRows4Q8, downColumnsQ8, touchLines } from "../kernels/sparse_q8";
 import { activation, dim_pad, gated, hidden_dim, hidden_pad, n_layers, pad32 } from "./config";
 
 export const MODE_DENSE: i32 = 0;
@@ -56,14 +59,18 @@ const LAYER_FIELDS: i32 = 8;
 // Per-layer counters, f64 each: tokens, candidates, kept.
 const STAT_FIELDS: i32 = 3;
 
-/** Candidates per neuron from which the FFN streams whole blocks (measured crossover, see above). */
-const STREAM_FRACTION: f32 = 0.25;
+/**
+ * Fraction of candidates from which the FFN streams whole blocks. With the stories110M shape on the
+ * VM above, scattered reads were 10% faster at 0.33 candidates and streaming 4% faster at 0.44.
+ */
+const STREAM_FRACTION: f32 = 0.4;
 
 let layers: usize = 0;
 let stats: usize = 0;
 let bounds: usize = 0;    // (n_layers, BOUND_FIELDS) f32, candidate bounds of each cutoff
 let masks: usize = 0;     // (hidden_pad / 32) u32, candidate bit per neuron
-let accI32: usize = 0;    // (dim_pad) i32, integer sums of one neuron block
+let columns: usize = 0;   // (32) u32, down column addresses of one block
+let pairs: usize = 0;     // (32) i16, their weights hq
 let values: usize = 0;    // (32) f32, gate or up rows of one block
 let acts: usize = 0;      // (32) f32, act(g) of one block
 let hidden: usize = 0;    // (32) f32, act(g) · u of kept neurons, zero elsewhere
@@ -81,8 +88,6 @@ let bundleBase: usize = 0;
 let stride: usize = 0;
 let inputQ: usize = 0;
 let inputS: usize = 0;
-let touched: usize = 0;   // end of the range touched so far
-let touchSum: i32 = 0;
 
 /** Bytes of one bundle. */
 export function bundleStride(): i32 {
@@ -116,7 +121,8 @@ export function allocSparse(maxRank: i32): i32 {
   stats = arenaAlloc(<u64>(n_layers * STAT_FIELDS * 8));
   bounds = arenaAlloc(<u64>(n_layers * BOUND_FIELDS * 4));
   masks = arenaAlloc(<u64>(hidden_pad >> 5) << 2);
-  accI32 = arenaAlloc(<u64>dim_pad << 2);
+  columns = arenaAlloc(128);
+  pairs = arenaAlloc(64);
   values = arenaAlloc(128);
   acts = arenaAlloc(128);
   hidden = arenaAlloc(128);
@@ -128,7 +134,7 @@ export function allocSparse(maxRank: i32): i32 {
   projectedQ = arenaAlloc(<u64>rankPad);
   projectedS = arenaAlloc(<u64>(rankPad >> 5) << 2);
   sink = arenaAlloc(4);
-  return layers != 0 && stats != 0 && bounds != 0 && masks != 0 && accI32 != 0 && values != 0 && acts != 0 &&
+  return layers != 0 && stats != 0 && bounds != 0 && masks != 0 && columns != 0 && pairs != 0 && values != 0 && acts != 0 &&
     hidden != 0 && hiddenQ != 0 && hiddenS != 0 && rows4 != 0 && predicted != 0 && projected != 0 &&
     projectedQ != 0 && projectedS != 0 && sink != 0 ? 1 : 0;
 }
@@ -137,9 +143,9 @@ export function allocSparse(maxRank: i32): i32 {
 export function sparseBytes(maxRank: i32): u64 {
   const rankPad = pad32(max(maxRank, 1));
   const bytes = n_layers * (LAYER_FIELDS * 4 + STAT_FIELDS * 8 + BOUND_FIELDS * 4) + (hidden_pad >> 5) * 4 +
-    dim_pad * 4 + 3 * 128 + 32 + 4 + 16 + hidden_pad * 4 + rankPad * 4 + rankPad + (rankPad >> 5) * 4 + 4;
-  // 16 allocations, each rounded up to the arena's 64-byte alignment
-  return <u64>bytes + 16 * 64;
+    128 + 64 + 3 * 128 + 32 + 4 + 16 + hidden_pad * 4 + rankPad * 4 + rankPad + (rankPad >> 5) * 4 + 4;
+  // 17 allocations, each rounded up to the arena's 64-byte alignment
+  return <u64>bytes + 17 * 64;
 }
 
 @inline function field(layer: i32, index: i32): usize {
@@ -219,14 +225,6 @@ function allCandidates(): void {
   }
 }
 
-/** Touches every cache line of the bundles below `end`, so the prefetcher streams them ahead of use. */
-@inline function touchTo(end: usize): void {
-  if (touched < end) {
-    touchSum += touchLines(touched, end);
-    touched = end;
-  }
-}
-
 @inline function bundleRow(first: i32, k: u32, section: usize): usize {
   return bundleBase + <usize>(first + <i32>k) * stride + section;
 }
@@ -253,26 +251,26 @@ function dotMaskedRows(mask: u32, first: i32, section: usize): void {
   }
 }
 
-/** Adds hq_k · (down column k) to accI32 for the neurons in `mask`, four at a time. */
-function accumulateDown(mask: u32, first: i32): void {
+/** Adds the down projection of the neurons in `mask` (block b, quants in hiddenQ) to out. */
+function downBlock(mask: u32, b: i32, out: usize, downScales: usize): void {
+  const first = b << 5;
   const section = downOffset();
+  let count = 0;
   let m = mask;
   while (m != 0) {
-    const k0 = ctz(m);
+    const k = ctz(m);
     m &= m - 1;
-    // missing columns repeat the first one with weight 0
-    const k1 = m != 0 ? ctz(m) : k0;
-    const h1 = m != 0 ? <i32>load<i8>(hiddenQ + <usize>k1) : 0;
-    m &= m - 1;
-    const k2 = m != 0 ? ctz(m) : k0;
-    const h2 = m != 0 ? <i32>load<i8>(hiddenQ + <usize>k2) : 0;
-    m &= m - 1;
-    const k3 = m != 0 ? ctz(m) : k0;
-    const h3 = m != 0 ? <i32>load<i8>(hiddenQ + <usize>k3) : 0;
-    m &= m - 1;
-    accumulate4Q8(accI32, bundleRow(first, k0, section), bundleRow(first, k1, section), bundleRow(first, k2, section),
-      bundleRow(first, k3, section), <i32>load<i8>(hiddenQ + <usize>k0), h1, h2, h3, dim_pad);
+    store<u32>(columns + (<usize>count << 2), <u32>bundleRow(first, k, section));
+    store<i16>(pairs + (<usize>count << 1), <i16>load<i8>(hiddenQ + <usize>k));
+    count++;
   }
+  // an odd count repeats the first column with weight 0
+  if (count & 1) {
+    store<u32>(columns + (<usize>count << 2), load<u32>(columns));
+    store<i16>(pairs + (<usize>count << 1), 0);
+    count++;
+  }
+  downColumnsQ8(out, columns, pairs, count, downScales + ((<usize>b * <usize>dim_pad) << 2), load<f32>(hiddenS), dim_pad);
 }
 
 /**
@@ -322,8 +320,7 @@ function ffnBlock(b: i32, candidateMask: u32, out: usize, downScales: usize, thr
     m &= m - 1;
     if (load<i8>(hiddenQ + <usize>k) != 0) nonzero |= <u32>1 << k;
   }
-  accumulateDown(nonzero, first);
-  applyBlockScales(out, accI32, downScales + ((<usize>b * <usize>dim_pad) << 2), load<f32>(hiddenS), dim_pad);
+  downBlock(nonzero, b, out, downScales);
   return popcnt(keptMask);
 }
 
@@ -346,27 +343,21 @@ export function sparseFfn(layer: i32, xq: usize, xs: usize, out: usize, gateTrac
   } else {
     allCandidates();
   }
-  const streaming = <f32>candidates >= tuneStream * <f32>hidden_dim;
-  touched = bundleBase;
+  const streaming = <f32>candidates >= STREAM_FRACTION * <f32>hidden_dim;
 
   // one block of 32 neurons at a time, closing its down projection while its bundles are in cache
   memory.fill(out, 0, <usize>dim_pad << 2);
   const blockBytes = stride << 5;
+  let touchSum: i32 = 0;
   let kept = 0;
   const blocks = hidden_pad >> 5;
   for (let b = 0; b < blocks; b++) {
-    if (streaming) touchTo(bundleBase + <usize>min(b + tuneAhead, blocks) * blockBytes);
     const candidateMask = load<u32>(masks + (<usize>b << 2));
-    if (candidateMask != 0) kept += ffnBlock(b, candidateMask, out, downScales, threshold, gateTrace);
+    if (candidateMask == 0) continue;
+    if (streaming) touchSum += touchLines(bundleBase + <usize>b * blockBytes, bundleBase + <usize>(b + 1) * blockBytes);
+    kept += ffnBlock(b, candidateMask, out, downScales, threshold, gateTrace);
   }
   store<i32>(sink, touchSum);
   countNeurons(layer, candidates, kept);
 }
 
-// TEMP tuning
-export let tuneStream: f32 = 0.25;
-export let tuneAhead: i32 = 2;
-export function tune(k: i32, v: f64): void {
-  if (k == 0) tuneStream = <f32>v;
-  if (k == 1) tuneAhead = <i32>v;
-}

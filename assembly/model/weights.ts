@@ -26,7 +26,8 @@ export const SLOT_FFN_DOWN: i32 = 11;   // (dim, hidden_dim), llama2.c w2
 export const SLOT_ATTN_Q_BIAS: i32 = 12; // (n_heads * head_size) f32, 0 when the model has none
 export const SLOT_ATTN_K_BIAS: i32 = 13; // (kv_dim) f32
 export const SLOT_ATTN_V_BIAS: i32 = 14; // (kv_dim) f32
-export const SLOT_COUNT: i32 = 15;
+export const SLOT_ROPE_FREQS: i32 = 15;  // (head_size / 2) f32 frequency factors, 0 when the model has none
+export const SLOT_COUNT: i32 = 16;
 
 let table: usize = 0;
 

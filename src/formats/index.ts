@@ -75,6 +75,10 @@ function expectedTensors(file: ModelFile, labels: Record<ConfigField, string>): 
     ["token_embd.weight", [d, vocab]],
     ["output_norm.weight", [d]],
   ]);
+  // RoPE frequency factors (Llama 3.1 and later) are optional, one per rotated pair.
+  if (file.tensors.has("rope_freqs.weight")) {
+    expected.set("rope_freqs.weight", [{ size: head_size / 2, origin: `head_size / 2 = ${head_size / 2}` }]);
+  }
   for (let layer = 0; layer < n_layers; layer++) {
     const prefix = `blk.${layer}.`;
     expected.set(`${prefix}attn_norm.weight`, [d]);

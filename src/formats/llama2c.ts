@@ -248,6 +248,7 @@ export function readLlama2cCheckpoint(bytes: Uint8Array, source: string): ModelF
     activation: "silu",
     gated: true,
     rope_type: "norm",
+    rope_scaling_factor: 1,
   };
   const file: ModelFile = { source, format: "llama2c", config, tensors, metadata: new Map() };
   validateModelTensors(file);
