@@ -74,4 +74,4 @@ for (const [path, limit] of [
   console.log(`${path.padEnd(28)} ${kib(bytes.byteLength).padStart(10)}  gzip ${kib(gzipSync(bytes).byteLength).padStart(9)}${status}`);
 }
 const startupStatus = startupBytes <= 100 * 1024 ? "  (limit 100 KiB)" : "  OVER the 100 KiB limit";
-console.log(`${"browser JavaScript at startup".padEnd(28)} ${kib(startupBytes).padStart(10)}${startupStatus} (entry and ${startupChunks.length} chunk)`);
+console.log(`${"browser JavaScript at startup".padEnd(28)} ${kib(startupBytes).padStart(10)}${startupStatus} (entry and ${startupChunks.length} chunk${startupChunks.length === 1 ? "" : "s"})`);

@@ -8,21 +8,11 @@ import { env } from "./env.js";
 import { optionMismatch } from "./errors.js";
 import type { SourceBytes, SourceOptions } from "./source.js";
 
-/** Name of dormant's cache in CacheStorage. The version changes when the stored entry layout does. */
-export const MODEL_CACHE_NAME = "dormant-models-v1";
+import { MODEL_CACHE_NAME, type CachedModel } from "./model-cache-api.js";
 
 /** Header of a stored entry that contains the time it was stored, as an ISO 8601 string. */
 const STORED_AT_HEADER = "x-dormant-stored-at";
 
-/** One model in the cache. */
-export interface CachedModel {
-  /** Absolute URL the model was downloaded from, the cache key. */
-  url: string;
-  /** Size of the stored model file. */
-  bytes: number;
-  /** Time the model was stored, as an ISO 8601 string. */
-  storedAt: string;
-}
 
 /** A download, and whether its response allows storing it (no `Cache-Control: no-store`). */
 export interface Download extends SourceBytes {
@@ -34,10 +24,6 @@ function errorText(error: unknown): string {
   return String(error);
 }
 
-/** Returns true when a URL can be a cache key: the Cache API stores http and https requests only. */
-export function isCacheableUrl(url: URL): boolean {
-  return env.hasCacheStorage && (url.protocol === "http:" || url.protocol === "https:");
-}
 
 /**
  * Reads a model through the cache: a stored entry is read with "read" progress and no request;

@@ -7,7 +7,8 @@
 import { ModelSourceError, describeMismatch, optionMismatch } from "./errors.js";
 import { env } from "./env.js";
 import { readFileBytes, urlToPath } from "./io.js";
-import { isCacheableUrl, readThroughCache, type Download } from "./model-cache.js";
+import { isCacheableUrl } from "./model-cache-api.js";
+import type { Download } from "./model-cache.js";
 
 /** Anything loadModel accepts: a catalog name or path (Node and Deno), a URL, a Blob or File, or bytes. */
 export type ModelSource = string | URL | Blob | ArrayBuffer | ArrayBufferView;
@@ -109,6 +110,7 @@ export async function readModelSource(source: ModelSource, options: SourceOption
       return { bytes, name: path };
     }
     if (options.cache !== false && isCacheableUrl(url)) {
+      const { readThroughCache } = await import("./model-cache.js");
       return readThroughCache(url, fileNameOf(url), options, () => fetchBytes(url, where, options));
     }
     return fetchBytes(url, where, options);

@@ -394,21 +394,26 @@ function quantizeInput(x: Float32Array, out: Float32Array): void {
   }
 }
 
-/** Computes |act(ĝ_j)| for every sampled token of a layer, with P_down quantized to Q8_0 as the runtime stores it. */
+/**
+ * Computes |act(ĝ_j)| for every sampled token of a layer as the runtime does: P_down and P_up in
+ * Q8_0, the input x and the projection z quantized per block of 32 before each product.
+ */
 function predictedMagnitudes(layer: LayerActivations, predictor: Predictor, statistics: ActivationStatistics, rank: number): Float32Array {
   const { dim, hidden_dim, samples, activation } = statistics;
   const down = dequantizeQ8_0(quantizeQ8_0(predictor.down, dim, rank), dim, rank);
-  const { up } = predictor;
+  const up = dequantizeQ8_0(quantizeQ8_0(predictor.up, rank, hidden_dim), rank, hidden_dim);
   const scores = new Float32Array(samples * hidden_dim);
   const x = new Float32Array(dim);
-  const z = new Float64Array(rank);
+  const projection = new Float32Array(rank);
+  const z = new Float32Array(rank);
   for (let t = 0; t < samples; t++) {
     quantizeInput(layer.inputs.subarray(t * dim, (t + 1) * dim), x);
     for (let k = 0; k < rank; k++) {
       let sum = 0;
       for (let i = 0; i < dim; i++) sum += down[k * dim + i] * x[i];
-      z[k] = Math.fround(sum);
+      projection[k] = Math.fround(sum);
     }
+    quantizeInput(projection, z);
     for (let j = 0; j < hidden_dim; j++) {
       let sum = 0;
       for (let k = 0; k < rank; k++) sum += up[j * rank + k] * z[k];
