@@ -1,7 +1,7 @@
 /**
- * Placement of a parsed model file in wasm memory: the byte budget of the runtime layout, and
- * the copy of every tensor into the arena as f32, as int8 blocks of 4 interleaved rows, or as
- * neuron-major FFN bundles with the sparsity predictor.
+ * Placement of a parsed model file in wasm memory. It computes the byte budget of the runtime
+ * layout and copies every tensor into the arena: as f32, as int8 blocks of 4 interleaved rows,
+ * or as neuron-major FFN bundles with the sparsity predictor.
  */
 
 import { FormatError, WasmError } from "./errors.js";

@@ -52,7 +52,7 @@ function onesTensor(name: string, length: number): TensorData {
   return { name, dims: [length], type: GGMLType.F32, data: new Uint8Array(new Float32Array(length).fill(1).buffer) };
 }
 
-/** A SentencePiece-style vocabulary of byte tokens and placeholder pieces, enough to load and sample. */
+/** Builds a SentencePiece-style vocabulary of byte tokens and placeholder pieces, enough to load and sample. */
 function syntheticVocab(size: number): Vocab {
   const tokens = ["<unk>", "<s>", "</s>"];
   const types = new Int32Array(size);
