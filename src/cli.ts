@@ -28,6 +28,7 @@ import { readSparsity, writeSparsityGGUF, type SparsityData } from "./sparsity/f
 import { createProgressBar } from "./progress.js";
 import { benchModelFile, formatBenchTable, runBench } from "./bench.js";
 import type { GenerationSummary } from "./generate.js";
+import type { SamplerOptions } from "./sampler.js";
 import { chatPrompt, type ChatMessage, type ChatOptions, type ChatSummary } from "./chat.js";
 
 const DEFAULT_MODEL = "stories260K";
@@ -243,6 +244,20 @@ function loadOptions(args: ParsedArgs): LoadOptions {
   };
 }
 
+/** Maps the sampling and length flags shared by generate and chat to generation options. */
+function samplingOptions(args: ParsedArgs): SamplerOptions & { maxTokens?: number } {
+  const { options } = args;
+  return {
+    maxTokens: options["max-tokens"] as number | undefined,
+    temperature: options.temperature as number | undefined,
+    topP: options["top-p"] as number | undefined,
+    topK: options["top-k"] as number | undefined,
+    minP: options["min-p"] as number | undefined,
+    repetitionPenalty: options["repeat-penalty"] as number | undefined,
+    seed: options.seed as number | undefined,
+  };
+}
+
 function modelName(args: ParsedArgs): string {
   return (args.options.model as string | undefined) ?? DEFAULT_MODEL;
 }
@@ -266,16 +281,7 @@ async function runGenerate(args: ParsedArgs): Promise<void> {
   const prompt = (options.prompt as string | undefined) ?? positionals[0] ?? "";
   const model = await loadModel(modelName(args), loadOptions(args));
   if (options.mode) model.setMode(options.mode as SparsityMode);
-  const iterator = model.generate(prompt, {
-    steps: options.steps as number | undefined,
-    maxTokens: options["max-tokens"] as number | undefined,
-    temperature: options.temperature as number | undefined,
-    topP: options["top-p"] as number | undefined,
-    topK: options["top-k"] as number | undefined,
-    minP: options["min-p"] as number | undefined,
-    repetitionPenalty: options["repeat-penalty"] as number | undefined,
-    seed: options.seed as number | undefined,
-  });
+  const iterator = model.generate(prompt, { steps: options.steps as number | undefined, ...samplingOptions(args) });
 
   let text = prompt;
   if (!options.json) stdout.write(prompt);
@@ -326,15 +332,7 @@ async function runChat(args: ParsedArgs): Promise<void> {
   if (model.chatFormat.template === null) stderr.write("no chat template in the file; using dormant's fallback format\n");
   const messages: ChatMessage[] = [];
   if (options.system !== undefined) messages.push({ role: "system", content: options.system as string });
-  const chatSettings: ChatOptions = {
-    maxTokens: options["max-tokens"] as number | undefined,
-    temperature: options.temperature as number | undefined,
-    topP: options["top-p"] as number | undefined,
-    topK: options["top-k"] as number | undefined,
-    minP: options["min-p"] as number | undefined,
-    repetitionPenalty: options["repeat-penalty"] as number | undefined,
-    seed: options.seed as number | undefined,
-  };
+  const chatSettings: ChatOptions = samplingOptions(args);
 
   const reply = async (content: string): Promise<void> => {
     messages.push({ role: "user", content });

@@ -20,6 +20,9 @@ const modelPath = join(modelsDirectory, "stories260K.gguf");
 const modelBytes = readFileSync(modelPath);
 const modelSize = statSync(modelPath).size;
 const MODEL = "/models/stories260K.gguf";
+/** Milliseconds between writing the bytes before a cut and closing the connection. */
+const CUT_DELAY_MS = 300;
+
 /** Bytes of a model response before the server cuts the connection. */
 const CUT_AT = 300_000;
 
@@ -118,7 +121,8 @@ function serveModel(request: IncomingMessage, response: ServerResponse, key: str
   const done = cutCounts.get(key) ?? 0;
   if (cut > 0 && done < cuts && cut < body.byteLength) {
     cutCounts.set(key, done + 1);
-    response.write(body.subarray(0, cut), () => response.destroy());
+    // The cut waits a moment after the write, so a loaded machine still delivers the bytes before it.
+    response.write(body.subarray(0, cut), () => setTimeout(() => response.destroy(), CUT_DELAY_MS));
     return;
   }
   response.end(body);

@@ -9,7 +9,7 @@
 //   out  (n, outStride) f32, token t's rows at out + t · outStride · 4
 
 import { QK8 } from "./quantize";
-import { dotBlock, matvecQ8Ref, prepareX0, prepareX1, sumLanes4 } from "./matvec_q8";
+import { dotGroupQ8, matvecQ8Ref, storeGroup } from "./matvec_q8";
 
 /** Computes OUT[t] = W X[t] for t < n with matvecQ8Ref, one token at a time. Scalar reference. */
 export function matmatQ8Ref(
@@ -39,39 +39,8 @@ export function matmatQ8(
     for (let t = 0; t < n; t++) {
       const xqT = xq + <usize>t * <usize>xStride;
       const xsT = xs + ((<usize>t * <usize>(xStride >> 5)) << 2);
-      let w = wGroup;
-      let s = sGroup;
-      let acc_f32 = f32x4.splat(0);
-
-      for (let b = 0; b < nb; b++) {
-        const blockOffset = <usize>b * QK8;
-        const xa = v128.load(xqT + blockOffset);
-        const xb = v128.load(xqT + blockOffset, 16);
-        const xa0 = prepareX0(xa);
-        const xa1 = prepareX1(xa);
-        const xb0 = prepareX0(xb);
-        const xb1 = prepareX1(xb);
-
-        const sum0 = dotBlock(w, xa0, xa1, xb0, xb1);
-        const sum1 = dotBlock(w + 32, xa0, xa1, xb0, xb1);
-        const sum2 = dotBlock(w + 64, xa0, xa1, xb0, xb1);
-        const sum3 = dotBlock(w + 96, xa0, xa1, xb0, xb1);
-        const sums_f32 = f32x4.convert_i32x4_s(sumLanes4(sum0, sum1, sum2, sum3));
-
-        const scale = f32x4.mul(v128.load(s), v128.load32_splat(xsT + (<usize>b << 2)));
-        acc_f32 = f32x4.add(acc_f32, f32x4.mul(sums_f32, scale));
-        w += 4 * QK8;
-        s += 16;
-      }
-
       const outRow = out + ((<usize>t * <usize>outStride + <usize>r) << 2);
-      if (r + 4 <= rows) {
-        v128.store(outRow, acc_f32);
-      } else {
-        store<f32>(outRow, f32x4.extract_lane(acc_f32, 0));
-        if (r + 1 < rows) store<f32>(outRow, f32x4.extract_lane(acc_f32, 1), 4);
-        if (r + 2 < rows) store<f32>(outRow, f32x4.extract_lane(acc_f32, 2), 8);
-      }
+      storeGroup(outRow, dotGroupQ8(wGroup, sGroup, xqT, xsT, nb), rows - r);
     }
   }
 }

@@ -93,44 +93,57 @@ export function sumLanes4(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
  */
 export function matvecQ8(out: usize, wq: usize, ws: usize, xq: usize, xs: usize, rows: i32, cols: i32): void {
   const nb = cols / QK8;
-  let w = wq;
-  let s = ws;
+  const groupBytes = <usize>cols * 4;
+  const groupScaleBytes = <usize>nb * 16;
 
   // one group of four rows per pass: each activation load and its widening feed four rows
   for (let r = 0; r < rows; r += 4) {
-    let acc_f32 = f32x4.splat(0);
-
-    for (let b = 0; b < nb; b++) {
-      const blockOffset = <usize>b * QK8;
-      const xa = v128.load(xq + blockOffset);
-      const xb = v128.load(xq + blockOffset, 16);
-      const xa0 = prepareX0(xa);
-      const xa1 = prepareX1(xa);
-      const xb0 = prepareX0(xb);
-      const xb1 = prepareX1(xb);
-
-      const sum0 = dotBlock(w, xa0, xa1, xb0, xb1);
-      const sum1 = dotBlock(w + 32, xa0, xa1, xb0, xb1);
-      const sum2 = dotBlock(w + 64, xa0, xa1, xb0, xb1);
-      const sum3 = dotBlock(w + 96, xa0, xa1, xb0, xb1);
-      const sums_f32 = f32x4.convert_i32x4_s(sumLanes4(sum0, sum1, sum2, sum3));
-
-      const scale = f32x4.mul(v128.load(s), v128.load32_splat(xs + (<usize>b << 2)));
-      acc_f32 = f32x4.add(acc_f32, f32x4.mul(sums_f32, scale));
-      w += 4 * QK8;
-      s += 16;
-    }
-
-    const outRow = out + (<usize>r << 2);
-    if (r + 4 <= rows) {
-      v128.store(outRow, acc_f32);
-    } else {
-      // the last group holds padding rows: store only the real ones
-      store<f32>(outRow, f32x4.extract_lane(acc_f32, 0));
-      if (r + 1 < rows) store<f32>(outRow, f32x4.extract_lane(acc_f32, 1), 4);
-      if (r + 2 < rows) store<f32>(outRow, f32x4.extract_lane(acc_f32, 2), 8);
-    }
+    const group = <usize>(r >> 2);
+    storeGroup(out + (<usize>r << 2), dotGroupQ8(wq + group * groupBytes, ws + group * groupScaleBytes, xq, xs, nb), rows - r);
   }
+}
+
+/**
+ * Returns the four outputs of one group of 4 interleaved rows (quants at w, scales at s) against
+ * the quantized vector (xq, xs) of nb blocks, with matvecQ8Ref's f32 steps in each lane.
+ */
+@inline
+export function dotGroupQ8(w: usize, s: usize, xq: usize, xs: usize, nb: i32): v128 {
+  let acc_f32 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const blockOffset = <usize>b * QK8;
+    const xa = v128.load(xq + blockOffset);
+    const xb = v128.load(xq + blockOffset, 16);
+    const xa0 = prepareX0(xa);
+    const xa1 = prepareX1(xa);
+    const xb0 = prepareX0(xb);
+    const xb1 = prepareX1(xb);
+
+    const sum0 = dotBlock(w, xa0, xa1, xb0, xb1);
+    const sum1 = dotBlock(w + 32, xa0, xa1, xb0, xb1);
+    const sum2 = dotBlock(w + 64, xa0, xa1, xb0, xb1);
+    const sum3 = dotBlock(w + 96, xa0, xa1, xb0, xb1);
+    const sums_f32 = f32x4.convert_i32x4_s(sumLanes4(sum0, sum1, sum2, sum3));
+
+    const scale = f32x4.mul(v128.load(s), v128.load32_splat(xs + (<usize>b << 2)));
+    acc_f32 = f32x4.add(acc_f32, f32x4.mul(sums_f32, scale));
+    w += 4 * QK8;
+    s += 16;
+  }
+  return acc_f32;
+}
+
+/** Stores the outputs of one group: all four, or only the `remaining` real rows of the last group. */
+@inline
+export function storeGroup(outRow: usize, acc_f32: v128, remaining: i32): void {
+  if (remaining >= 4) {
+    v128.store(outRow, acc_f32);
+    return;
+  }
+  // the last group ends in padding rows
+  store<f32>(outRow, f32x4.extract_lane(acc_f32, 0));
+  if (remaining > 1) store<f32>(outRow, f32x4.extract_lane(acc_f32, 1), 4);
+  if (remaining > 2) store<f32>(outRow, f32x4.extract_lane(acc_f32, 2), 8);
 }
 
 // Self-test case: 5 rows (one full group and one partial group, padded to 8 rows) of 2 blocks,
