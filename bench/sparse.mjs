@@ -3,9 +3,9 @@
 //
 //   npm run build && node bench/sparse.mjs [--runs 5] [--tokens 32]
 //
-// Random weights give no meaningful predictor, so the predictor here is random too (its cost is
-// real: rank × (dim + hidden_dim) multiply-adds); its cutoff is set so that the candidate set
-// is 10% larger than the kept set, and τ_l so that the kept fraction hits the target. The
+// Random weights give no meaningful predictor, so the predictor here is random too, though its
+// cost of rank × (dim + hidden_dim) multiply-adds is real. Its cutoff makes the candidate set
+// 10% larger than the kept set, and τ_l makes the kept fraction hit the target. The
 // quality of the predictor is measured on the real model by `dormant eval`, not here.
 //
 // FFN time is cold-cache: every pass runs the 12 layers in turn, as decode does, on the traced

@@ -58,7 +58,7 @@ await build({
 
 const kib = (bytes) => `${(bytes / 1024).toFixed(1)} KiB`;
 
-// What a page downloads before its first chat(): the entry and the chunks it imports statically.
+// JavaScript a page downloads before its first chat(): the entry and the chunks it imports statically.
 const entry = readFileSync(new URL("dist/dormant.browser.js", root), "utf8");
 const startupChunks = [...entry.matchAll(/from\s*"\.\/(chunks\/[^"]+\.js)"/g)].map((match) => `dist/${match[1]}`);
 const startupBytes = ["dist/dormant.browser.js", ...startupChunks].reduce((sum, path) => sum + statSync(new URL(path, root)).size, 0);

@@ -371,8 +371,8 @@ async function downloadMissing(directory: string, entry: CatalogModel, options: 
         file: file.name,
       });
     } catch (error) {
-      // A failed request (no network, host not found) says nothing about the local search
-      // that came first, so the message adds where the files can be put instead.
+      // A failed request (no network, host not found) does not mention the local search that
+      // came first, so the message adds where the files can be put instead.
       if (error instanceof ModelSourceError && /request failed/.test(error.message)) {
         throw new ModelSourceError(
           `${error.message}; no local copy was found either: put ${entry.files.map((f) => f.name).join(" and ")} into a folder listed in DORMANT_MODELS`,

@@ -40,7 +40,7 @@ const modelOptions: OptionSpecs = {
   tokenizer: { kind: "string", help: "llama2.c tokenizer.bin for a .bin checkpoint" },
   catalog: { kind: "string", help: "model catalog JSON file (default models/catalog.json)" },
   precision: { kind: "string", choices: ["int8", "f32"], help: "weight precision in wasm memory: int8 (default) or f32" },
-  context: { kind: "integer", help: "positions the KV cache holds (default: the model's context length, at most 4096)" },
+  context: { kind: "integer", help: "positions the KV cache has room for (default: the model's context length, at most 4096)" },
   kernels: { kind: "string", choices: ["auto", "exact", "relaxed"], help: "wasm module: auto (default: relaxed SIMD where it works), exact (the simd128 module) or relaxed" },
   mode: { kind: "string", choices: modeChoices, help: "FFN mode of a file with sparsity data: dense, oracle or predicted (default predicted)" },
   json: { kind: "boolean", help: "print one JSON object on stdout" },

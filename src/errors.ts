@@ -10,9 +10,9 @@ export interface ErrorDetails {
   source?: string;
   /** Field, tensor or metadata key inside the source. */
   field?: string;
-  /** What was found, as text. */
+  /** Value found, as text. */
   actual?: string;
-  /** What was expected, as text. */
+  /** Value expected, as text. */
   expected?: string;
 }
 

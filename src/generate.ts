@@ -18,7 +18,7 @@ export interface GenerateOptions extends SamplerOptions {
   stopAtEos?: boolean;
   /** More token ids that stop generation as EOS does, when stopAtEos is on; chat() passes the end-of-turn token. */
   stopTokens?: readonly number[];
-  /** Prepend BOS to a text prompt (default: as the vocabulary says). Ignored for a prompt given as ids. */
+  /** Prepend BOS to a text prompt (default: the vocabulary's add_bos flag). Ignored for a prompt given as ids. */
   bos?: boolean;
   signal?: AbortSignal;
 }

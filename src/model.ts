@@ -60,7 +60,7 @@ export interface LoadOptions extends ResolveOptions {
   worker?: false;
 }
 
-/** What the runtime needs of a calibrated sparsity section (see src/sparsity/format.ts). */
+/** The part of a calibrated sparsity section that the runtime uses (see src/sparsity/format.ts). */
 export interface RuntimeSparsity {
   rank: number;
   /** τ_l per layer: a neuron with |act(g)| below it is dormant. */
@@ -73,7 +73,7 @@ export interface RuntimeSparsity {
   predictorUp: Float32Array[];
 }
 
-/** How layers with neuron bundles run their FFN. */
+/** FFN mode of layers with neuron bundles. */
 export type SparsityMode = "dense" | "oracle" | "predicted";
 
 /** Per-layer counters of the sparse FFN since the last resetStats(). */
@@ -480,7 +480,8 @@ export class Model {
 
 /**
  * Loads a model and places it in a fresh wasm instance. The source is a catalog name or path
- * (Node and Deno), a URL (fetched; in browsers every string is a URL), a Blob or File, or bytes.
+ * (Node and Deno), a URL, a Blob or File, or bytes. A URL is fetched, and in browsers every
+ * string is a URL.
  */
 export function loadModel(source: ModelSource, options: WorkerLoadOptions): Promise<WorkerModel>;
 export function loadModel(source: ModelSource, options?: LoadOptions): Promise<Model>;

@@ -22,7 +22,7 @@ export interface ProgressBar {
 export interface ProgressBarOptions {
   /** Clock in milliseconds, replaceable in tests. Default performance.now(). */
   now?: () => number;
-  /** What is counted: bytes (default, shown in KiB/MiB) or a plain count such as "tokens". */
+  /** Unit counted: bytes (default, shown in KiB/MiB) or a plain count such as "tokens". */
   unit?: string;
 }
 

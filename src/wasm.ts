@@ -49,7 +49,7 @@ export interface DormantExports {
   attentionRepeat(layer: number, pos: number, repeats: number): void;
 }
 
-/** Which module to use: "auto" tries relaxed SIMD first, the others force one. */
+/** Module choice: "auto" tries relaxed SIMD first, the others force one. */
 export type KernelChoice = "auto" | "exact" | "relaxed";
 
 /** Kernel variant actually running. */
@@ -67,7 +67,7 @@ const givenBytes = new Map<KernelVariant, Uint8Array<ArrayBuffer>>();
 
 const compiled = new Map<KernelVariant, Promise<WebAssembly.Module | null>>();
 
-/** Where a kernel module comes from: a URL, or its bytes (base64 text or a Uint8Array). */
+/** Source of a kernel module: a URL, or its bytes (base64 text or a Uint8Array). */
 export type KernelModuleSource = URL | string | Uint8Array;
 
 /**

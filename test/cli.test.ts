@@ -25,7 +25,7 @@ interface Run {
   stderr: string;
 }
 
-/** Runs the CLI without blocking this process, so servers started by the tests keep answering. */
+/** Runs the CLI without blocking this process, so servers started by the tests keep responding. */
 function dormant(args: string[], env: Record<string, string> = {}): Promise<Run> {
   const child = spawn(process.execPath, [CLI, ...args], {
     env: { ...process.env, DORMANT_MODELS: SHARED_MODELS, DORMANT_CACHE: join(directory, "cache"), ...env },

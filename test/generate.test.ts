@@ -30,7 +30,7 @@ describe("generate", () => {
 
   it("stops at steps like llama2.c", async () => {
     const { summary } = await drain(model.generate("Once upon a time", { steps: 20, temperature: 0 }));
-    // positions 0..19 run; the prompt holds 5 of them, so 16 tokens are sampled
+    // positions 0..19 run and the prompt fills 5 of them, so 16 tokens are sampled
     expect(summary.tokens).toHaveLength(21);
     expect(summary.stopReason).toBe("steps");
   });

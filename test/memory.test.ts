@@ -10,7 +10,7 @@ import type { LlamaConfig, ModelFile } from "../src/types.js";
 
 const TOKENIZER = fileURLToPath(new URL("../../shared/models/tok512.bin", import.meta.url));
 
-/** A model file with a config and no tensors: enough for the budget check, which runs first. */
+/** Returns a model file with a config and no tensors: enough for the budget check, which runs first. */
 function configOnly(source: string, config: Partial<LlamaConfig>): ModelFile {
   return {
     source,

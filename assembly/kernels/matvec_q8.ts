@@ -1,8 +1,9 @@
 // int8 matrix × int8 vector: out = W x with W and x in Q8_0 blocks of 32.
 //
 // Runtime layout of W: rows are zero-padded to a multiple of 32 columns and to a multiple of 4
-// rows, and each group of 4 rows is stored block-interleaved, so one pass over a group reads one
-// contiguous stream instead of four (at 768 columns this was 2.4× faster on Node 20):
+// rows. Each group of 4 rows is stored block-interleaved, so one pass over a group reads one
+// contiguous stream instead of four. At 768 columns this was 2.4× faster on Node 20
+// (bench/README.md, kernels section):
 //
 //   wq  group g: | r0 b0 | r1 b0 | r2 b0 | r3 b0 | r0 b1 | r1 b1 | ... |   32 i8 each, r = 4g + k
 //   ws  group g: | r0 b0 | r1 b0 | r2 b0 | r3 b0 | r0 b1 | ... |           one f32 each

@@ -218,10 +218,10 @@ export function ropeHalves(vec: usize, headCount: i32, head_size: i32, pos: i32,
 }
 
 /**
- * Same as ropeAdjacent (pairing "halves" when halves is 1, as ropeHalves), with llama.cpp's RoPE
- * scaling: the angle is pos · freqScale · θ^(-2i / head_size) / factors[i], where freqScale is
- * 1 / (linear scaling factor) and factors (head_size / 2 f32, or 0 for none) are the per-pair
- * frequency factors of a `rope_freqs.weight` tensor (Llama 3.1 and later).
+ * Rotates like ropeAdjacent (or like ropeHalves when halves is 1), with llama.cpp's RoPE scaling.
+ * The angle is pos · freqScale · θ^(-2i / head_size) / factors[i]. freqScale is 1 / (linear
+ * scaling factor), and factors (head_size / 2 f32, or 0 for none) are the per-pair frequency
+ * factors of a `rope_freqs.weight` tensor (Llama 3.1 and later).
  */
 export function ropeScaled(vec: usize, headCount: i32, head_size: i32, pos: i32, theta: f32, halves: i32, freqScale: f32, factors: usize): void {
   const half = head_size >> 1;

@@ -42,7 +42,7 @@ export const MODE_DENSE: i32 = 0;
 export const MODE_ORACLE: i32 = 1;
 export const MODE_PREDICTED: i32 = 2;
 
-/** How the FFN of layers with bundles runs; set by the host per call. */
+/** FFN mode of layers with bundles, set by the host per call. */
 export let mode: i32 = MODE_DENSE;
 
 // Per-layer table, LAYER_FIELDS u32/f32 slots each.
@@ -186,7 +186,7 @@ export function setThreshold(layer: i32, threshold: f32, cutoff: f32): void {
   }
 }
 
-/** Returns 1 when layer l holds bundles, so its FFN runs here. */
+/** Returns true when layer l has bundles, so its FFN runs here. */
 @inline export function hasBundles(layer: i32): bool {
   return layers != 0 && load<u32>(field(layer, FIELD_BUNDLES)) != 0;
 }

@@ -90,7 +90,7 @@ export async function evaluate(model: Model, text: string, options: EvaluateOpti
   const all = windows(documents, seqLen);
   const total = Math.min(all.reduce((sum, ids) => sum + ids.length - 1, 0), options.maxTokens ?? Infinity);
   if (total < 1) {
-    throw new FormatError(`eval: ${source}: scored tokens is 0, expected at least 1 (the text holds no document with two or more tokens)`, {
+    throw new FormatError(`eval: ${source}: scored tokens is 0, expected at least 1 (the text contains no document with two or more tokens)`, {
       source, field: "tokens", actual: "0", expected: "at least 1",
     });
   }
