@@ -13,6 +13,7 @@ import {
 import { allocStates, stateBytes } from "./model/state";
 import { allocWeightTable, setWeight as setWeightSlot } from "./model/weights";
 import { PREFILL_BLOCK, allocPrefill, forwardBlock as forwardTokens, prefillBytes, prefillTokens } from "./model/prefill";
+import { threadCount as threadTotal, threadRun as runThread, threadsBytes as threadBytes, threadsInit as initThreads, threadsStop as stopThreads } from "./threads";
 import { attentionRepeat as attentionRepeatLayer, classifierRepeat as classifierRepeatRun, ffnRepeat as ffnRepeatLayer, forward as forwardStep, setTrace as setTracePointer } from "./model/forward";
 
 /** Resets the arena with a budget in bytes (f64 so JavaScript passes a plain number). Returns 1 on success. */
@@ -164,4 +165,33 @@ export function classifierRepeat(repeats: i32): void {
 /** Runs one layer's attention at position pos `repeats` times on the current query, for benchmarks. */
 export function attentionRepeat(layer: i32, pos: i32, repeats: i32): void {
   attentionRepeatLayer(layer, pos, repeats);
+}
+
+/**
+ * Prepares `count` threads (main included) in the threaded module: allocates the control block and
+ * snapshots the configuration. Call after modelInit and before starting the workers. Returns the
+ * control pointer each worker passes to threadRun, or 0 (unthreaded module, over budget, bad count).
+ */
+export function threadsInit(count: i32): usize {
+  return initThreads(count);
+}
+
+/** Bytes threadsInit() allocates. */
+export function threadsBytes(): f64 {
+  return threadBytes();
+}
+
+/** Worker entry: runs slices of the forward pass's jobs until threadsStop(). Blocks. */
+export function threadRun(control: usize, id: i32): void {
+  runThread(control, id);
+}
+
+/** Ends the workers' threadRun loops; the model runs on one thread afterwards. */
+export function threadsStop(): void {
+  stopThreads();
+}
+
+/** Threads the forward pass splits its work across. */
+export function threadCount(): i32 {
+  return threadTotal();
 }

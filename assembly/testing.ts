@@ -46,3 +46,4 @@ export {
   touchLines,
 } from "./kernels/sparse_q8";
 export { cutoffBounds, selectCandidates, selectCandidatesRef } from "./kernels/candidates";
+export { readBytes, readBytesRef } from "./kernels/bandwidth";

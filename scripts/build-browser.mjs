@@ -40,6 +40,13 @@ await build({
   chunkNames: "chunks/[name]-[hash]",
 });
 
+// The thread worker script of loadModel(source, { threads }), tiny and without chunks.
+await build({
+  ...common,
+  entryPoints: { "dormant.thread": "src/thread-entry.ts" },
+  outdir: "dist",
+});
+
 const base64 = (path) => readFileSync(new URL(path, root)).toString("base64");
 await build({
   ...common,

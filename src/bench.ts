@@ -16,8 +16,10 @@ export interface BenchOptions {
   runs: number;
   /** Tokens generated per decode run. */
   tokens: number;
+  /** Thread counts to run each model with (default [1]). */
+  threads?: number[];
   /** Loads a model by name or from a generated file; the CLI passes loadModel and createModel. */
-  load(name: string, precision: Precision, contextLength: number): Promise<Model>;
+  load(name: string, precision: Precision, contextLength: number, threads: number): Promise<Model>;
   onProgress?(label: string): void;
 }
 
@@ -25,6 +27,9 @@ export interface BenchRow {
   model: string;
   precision: Precision;
   kernels: string;
+  /** Threads that ran; fewer than asked when the host cannot share memory (see threads_note). */
+  threads: number;
+  threads_note?: string;
   decode_tokens_per_second: number;
   prefill_tokens_per_second: number;
   /** Milliseconds per decode token, split by stage; "other" is projections, norms and sampling. */
@@ -41,7 +46,7 @@ function median(values: number[]): number {
 }
 
 /** Checks the bench options; throws an OptionError naming the first bad one. */
-export function checkBenchOptions(options: Pick<BenchOptions, "models" | "runs" | "tokens">): void {
+export function checkBenchOptions(options: Pick<BenchOptions, "models" | "runs" | "tokens" | "threads">): void {
   const known = ["stories260K", ...Object.keys(SYNTHETIC_SHAPES)];
   for (const name of options.models) {
     if (!known.includes(name)) {
@@ -53,6 +58,11 @@ export function checkBenchOptions(options: Pick<BenchOptions, "models" | "runs" 
   }
   if (!Number.isInteger(options.tokens) || options.tokens < 2 || options.tokens > 4096) {
     optionMismatch("bench", { source: "option tokens", field: "tokens", actual: String(options.tokens), expected: "an integer in [2, 4096]" });
+  }
+  for (const count of options.threads ?? [1]) {
+    if (!Number.isInteger(count) || count < 1 || count > 64) {
+      optionMismatch("bench", { source: "option threads", field: "threads", actual: String(count), expected: "integers in [1, 64]" });
+    }
   }
 }
 
@@ -95,10 +105,13 @@ async function measure(model: Model, name: string, options: BenchOptions): Promi
   const decodeSpeed = median(decode);
   const ffnMs = median(ffn);
   const decodeMs = 1000 / decodeSpeed;
+  const stats = model.stats();
   return {
     model: name,
     precision: model.precision,
     kernels: model.kernels,
+    threads: stats.threads,
+    ...(stats.threadsNote ? { threads_note: stats.threadsNote } : {}),
     decode_tokens_per_second: decodeSpeed,
     prefill_tokens_per_second: median(prefill),
     ms_per_token: {
@@ -110,19 +123,21 @@ async function measure(model: Model, name: string, options: BenchOptions): Promi
   };
 }
 
-/** Runs every (model, precision) pair and returns one row each. */
+/** Runs every (model, precision, threads) triple and returns one row each. */
 export async function runBench(options: BenchOptions): Promise<BenchRow[]> {
   checkBenchOptions(options);
   const rows: BenchRow[] = [];
   const contextLength = Math.max(options.tokens + 16, PREFILL_TOKENS + 16);
   for (const name of options.models) {
     for (const precision of options.precisions) {
-      options.onProgress?.(`${name} ${precision}`);
-      const model = await options.load(name, precision, contextLength);
-      try {
-        rows.push(await measure(model, name, options));
-      } finally {
-        model.dispose();
+      for (const threads of options.threads ?? [1]) {
+        options.onProgress?.(`${name} ${precision} threads ${threads}`);
+        const model = await options.load(name, precision, contextLength, threads);
+        try {
+          rows.push(await measure(model, name, options));
+        } finally {
+          model.dispose();
+        }
       }
     }
   }
@@ -131,9 +146,9 @@ export async function runBench(options: BenchOptions): Promise<BenchRow[]> {
 
 /** Formats rows as a fixed-width table. */
 export function formatBenchTable(rows: BenchRow[]): string {
-  const header = "model        precision  kernels        decode tok/s  prefill tok/s  attention ms  ffn ms  classifier ms  other ms";
+  const header = "model        precision  kernels        threads  decode tok/s  prefill tok/s  attention ms  ffn ms  classifier ms  other ms";
   const lines = rows.map((row) => [
-    row.model.padEnd(12), row.precision.padEnd(10), row.kernels.padEnd(14),
+    row.model.padEnd(12), row.precision.padEnd(10), row.kernels.padEnd(14), String(row.threads).padStart(7),
     row.decode_tokens_per_second.toFixed(1).padStart(12), row.prefill_tokens_per_second.toFixed(1).padStart(13),
     row.ms_per_token.attention.toFixed(3).padStart(12), row.ms_per_token.ffn.toFixed(3).padStart(7),
     row.ms_per_token.classifier.toFixed(3).padStart(13), row.ms_per_token.other.toFixed(3).padStart(9),

@@ -43,6 +43,7 @@ const modelOptions: OptionSpecs = {
   context: { kind: "integer", help: "positions the KV cache has room for (default: the model's context length, at most 4096)" },
   kernels: { kind: "string", choices: ["auto", "exact", "relaxed"], help: "wasm module: auto (default: relaxed SIMD where it works), exact (the simd128 module) or relaxed" },
   mode: { kind: "string", choices: modeChoices, help: "FFN mode of a file with sparsity data: dense, oracle or predicted (default predicted)" },
+  threads: { kind: "integer", help: "threads that run the forward pass, 1 to 64 (default 1); results are identical for any count" },
   json: { kind: "boolean", help: "print one JSON object on stdout" },
   quiet: { kind: "boolean", help: "print no progress bars or summary line" },
   help: { kind: "boolean", help: "print this help" },
@@ -186,6 +187,7 @@ const benchOptions: OptionSpecs = {
   precision: { kind: "string", help: "comma-separated precisions: int8, f32 (default int8,f32)" },
   runs: { kind: "integer", help: "timed runs per figure after one warm-up (default 3)" },
   tokens: { kind: "integer", help: "tokens per decode run (default 32)" },
+  threads: { kind: "string", help: "comma-separated thread counts (default 1)" },
   out: { kind: "string", help: "also write the rows as JSON to this file" },
   json: modelOptions.json,
   quiet: modelOptions.quiet,
@@ -239,6 +241,7 @@ function loadOptions(args: ParsedArgs): LoadOptions {
     tokenizer: options.tokenizer as string | undefined,
     contextLength: options.context as number | undefined,
     kernels: (options.kernels as LoadOptions["kernels"]) ?? "auto",
+    threads: options.threads as number | undefined,
     catalog: options.catalog as string | undefined,
     onProgress: progressReporter(args),
   };
@@ -301,19 +304,16 @@ async function runGenerate(args: ParsedArgs): Promise<void> {
   } else {
     stdout.write("\n");
   }
-  if (!options.quiet) {
-    stderr.write(
-      `prompt ${summary.promptTokens} tokens, generated ${summary.generatedTokens} tokens, ` +
-      `${summary.tokensPerSecond.toFixed(1)} tokens/s, precision ${model.precision}, kernels ${model.kernels}\n`,
-    );
-  }
+  if (!options.quiet) stderr.write(summaryLine(summary, model));
   model.dispose();
 }
 
-/** Formats the stderr summary of one run: token counts, speed, precision and kernels. */
+/** Formats the stderr summary of one run: token counts, speed, precision, kernels and threads. */
 function summaryLine(summary: GenerationSummary, model: Model): string {
+  const { threads, threadsNote } = model.stats();
   return `prompt ${summary.promptTokens} tokens, generated ${summary.generatedTokens} tokens, ` +
-    `${summary.tokensPerSecond.toFixed(1)} tokens/s, precision ${model.precision}, kernels ${model.kernels}\n`;
+    `${summary.tokensPerSecond.toFixed(1)} tokens/s, precision ${model.precision}, kernels ${model.kernels}, ` +
+    `threads ${threads}${threadsNote ? ` (${threadsNote})` : ""}\n`;
 }
 
 /**
@@ -862,14 +862,24 @@ async function runBenchCommand(args: ParsedArgs): Promise<void> {
       });
     }
   }
+  const threads = commaList("bench", "threads", options.threads as string | undefined, ["1"]).map((item) => {
+    const count = Number(item);
+    if (!/^\d+$/.test(item) || count < 1 || count > 64) {
+      throw new OptionError(`dormant bench: option --threads has "${item}", expected integers in [1, 64]`, {
+        source: "option threads", field: "threads", actual: item, expected: "integers in [1, 64]",
+      });
+    }
+    return count;
+  });
   const rows = await runBench({
     models: commaList("bench", "models", options.models as string | undefined, ["stories260K", "stories15M", "stories110M"]),
     precisions: precisions as Precision[],
     runs: (options.runs as number | undefined) ?? 3,
     tokens: (options.tokens as number | undefined) ?? 32,
-    load: (name, precision, contextLength) => name === "stories260K"
-      ? loadModel(name, { precision, contextLength, sparsity: null })
-      : createModel(benchModelFile(name), { precision, contextLength, sparsity: null }),
+    threads,
+    load: (name, precision, contextLength, threadCount) => name === "stories260K"
+      ? loadModel(name, { precision, contextLength, sparsity: null, threads: threadCount })
+      : createModel(benchModelFile(name), { precision, contextLength, sparsity: null, threads: threadCount }),
     onProgress: options.quiet || options.json ? undefined : (label) => stderr.write(`bench: ${label}\n`),
   });
   if (options.out) await writeFileAtomic(options.out as string, new TextEncoder().encode(`${JSON.stringify(rows, null, 2)}\n`));
@@ -882,7 +892,7 @@ const flagNames: Record<string, string> = {
   topP: "--top-p", topK: "--top-k", minP: "--min-p", temperature: "--temperature", seed: "--seed",
   repetitionPenalty: "--repeat-penalty", maxTokens: "--max-tokens", steps: "--steps",
   contextLength: "--context", precision: "--precision", kernels: "--kernels", mode: "--mode",
-  sparsity: "--sparsity", rank: "--rank", recall: "--recall", models: "--models", runs: "--runs", tokens: "--tokens",
+  sparsity: "--sparsity", rank: "--rank", threads: "--threads", recall: "--recall", models: "--models", runs: "--runs", tokens: "--tokens",
   evalTokens: "--eval-tokens", sparsities: "--sparsities", windows: "--windows",
 };
 

@@ -12,7 +12,8 @@ import { readSparsity } from "./sparsity/format.js";
 import { isPathSource, readModelSource, type ModelSource } from "./source.js";
 import { createTokenizer, type Tokenizer } from "./tokenizer/index.js";
 import type { LlamaConfig, ModelFile } from "./types.js";
-import { instantiateKernels, type DormantExports, type KernelChoice, type KernelVariant } from "./wasm.js";
+import { instantiateKernels, instantiateThreaded, type DormantExports, type KernelChoice, type KernelVariant } from "./wasm.js";
+import type { ThreadPool } from "./threads.js";
 import { generate, type GenerateOptions, type GeneratedPiece, type GenerationSummary } from "./generate.js";
 import { readChatFormat, type ChatFormat, type ChatMessage } from "./chat-format.js";
 import type { ChatOptions, ChatSummary } from "./chat.js";
@@ -56,6 +57,15 @@ export interface LoadOptions extends ResolveOptions {
    * later with setThresholds(). Default: true exactly when sparsity data is present.
    */
   bundles?: boolean;
+  /**
+   * Threads that run the forward pass, the calling one included (default 1). Above 1, Workers
+   * share the model's wasm memory and each computes a slice of every large matrix and of attention;
+   * results are bit-identical to one thread. Needs SharedArrayBuffer (browsers: a cross-origin
+   * isolated page); without it the model runs on one thread and stats().threadsNote says why.
+   */
+  threads?: number;
+  /** Thread worker script; default dist/thread.js (Node, Deno) or dist/dormant.thread.js (browsers) beside the bundle. */
+  threadUrl?: string | URL;
   /** `true` runs the model in a worker and returns a WorkerModel (see src/worker.ts and WorkerLoadOptions). */
   worker?: false;
 }
@@ -117,6 +127,10 @@ export interface ModelStats {
   keptFraction: number;
   /** Sum over layers of ffnBytesPerToken. */
   ffnBytesPerToken: number;
+  /** Threads running the forward pass. */
+  threads: number;
+  /** Why fewer threads run than were asked for; absent when all of them run. */
+  threadsNote?: string;
 }
 
 /** Default cap of the KV cache length, so a model with a huge context fits by default. */
@@ -124,6 +138,16 @@ const DEFAULT_MAX_CONTEXT = 4096;
 
 const MODE_NUMBERS: Record<SparsityMode, number> = { dense: 0, oracle: 1, predicted: 2 };
 const ACTIVATION_NUMBERS: Record<LlamaConfig["activation"], number> = { silu: 0, relu: 1, gelu: 2 };
+
+function checkThreads(value: unknown): number {
+  if (value === undefined) return 1;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 64) {
+    optionMismatch("loadModel", {
+      source: "option threads", field: "threads", actual: JSON.stringify(value), expected: "an integer in [1, 64]",
+    });
+  }
+  return value;
+}
 
 function checkContextLength(value: unknown, fileSeqLen: number): number {
   if (value === undefined) return Math.min(fileSeqLen, DEFAULT_MAX_CONTEXT);
@@ -156,11 +180,12 @@ export class Model {
   #trace = 0;
   #ffnInput = 0;
   #rank: number;
+  #pool: ThreadPool | null;
 
   /** @internal Use loadModel(). */
   constructor(
     file: ModelFile, wasm: DormantExports, variant: KernelVariant, precision: Precision, seqLen: number,
-    sparse = false, rank = 0,
+    sparse = false, rank = 0, threads: { pool: ThreadPool | null; note?: string } = { pool: null },
   ) {
     if (!file.vocab) {
       throw new FormatError(
@@ -180,9 +205,11 @@ export class Model {
     this.tokenizer = createTokenizer(file.vocab, file.source);
     this.chatFormat = readChatFormat(file);
     this.#wasm = wasm;
+    this.#pool = threads.pool;
     this.#stats = {
       precision, kernels: variant, memoryBytes: wasm.heapUsed(), promptTokens: 0, generatedTokens: 0,
       prefillMs: 0, decodeMs: 0, tokensPerSecond: 0, mode: this.#mode, layers: [], keptFraction: 1, ffnBytesPerToken: 0,
+      threads: threads.pool?.count ?? 1, ...(threads.note ? { threadsNote: threads.note } : {}),
     };
   }
 
@@ -473,6 +500,8 @@ export class Model {
 
   /** Releases the wasm instance and its memory; the model is unusable afterwards. */
   dispose(): void {
+    this.#pool?.stop();
+    this.#pool = null;
     this.#wasm = null;
     this.#logitsView = null;
   }
@@ -525,7 +554,13 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
   const config: LlamaConfig = { ...file.config, gated: file.config.gated ?? file.tensors.has("blk.0.ffn_gate.weight") };
   file = { ...file, config };
   const seqLen = checkContextLength(options.contextLength, config.seq_len);
-  const { exports: wasm, variant } = await instantiateKernels(options.kernels ?? "auto");
+  const threads = checkThreads(options.threads);
+  if (options.threadUrl !== undefined && typeof options.threadUrl !== "string" && !(options.threadUrl instanceof URL)) {
+    optionMismatch("loadModel", { source: "option threadUrl", field: "threadUrl", actual: typeof options.threadUrl, expected: "a URL or a URL string" });
+  }
+  const kernelsChosen = await instantiateKernels(options.kernels ?? "auto");
+  let wasm = kernelsChosen.exports;
+  const variant = kernelsChosen.variant;
 
   const tied = !file.tensors.has("output.weight");
   const sparsity = options.sparsity === null ? null : options.sparsity ?? file.sparsity ?? null;
@@ -547,8 +582,24 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
     config.dim, config.hidden_dim, config.n_layers, config.n_heads, config.n_kv_heads, config.vocab_size, seqLen,
   );
   const trace = config.n_layers * (config.dim + config.hidden_dim) * 4;
-  const budget = weights + state + wasm.sparseInitBytes(rank) + wasm.prefillInitBytes() + trace + 64 * 1024;
+  const budget = weights + state + wasm.sparseInitBytes(rank) + wasm.prefillInitBytes() + wasm.threadsBytes() + trace + 64 * 1024;
   const available = WASM_MEMORY_LIMIT - 1024 * 1024;
+
+  // the threaded build runs over a shared memory sized for the budget; the sizes above came from
+  // the unthreaded instance, which has the same layout
+  let threadModule: WebAssembly.Module | null = null;
+  let threadsNote: string | undefined;
+  if (threads > 1 && budget <= available) {
+    const { threadsUnavailable } = await import("./threads.js");
+    const reason = threadsUnavailable();
+    const threaded = reason === null ? await instantiateThreaded(variant, budget + 1024 * 1024) : null;
+    if (threaded) {
+      wasm = threaded.exports;
+      threadModule = threaded.module;
+    } else {
+      threadsNote = `1 of ${threads} threads runs: ${reason ?? "this engine rejects the threaded module (WebAssembly threads)"}`;
+    }
+  }
   if (budget > available || wasm.reserve(budget) !== 1) {
     throw new WasmError(
       `loadModel: ${file.source}: wasm memory needed is ${formatBytes(budget)} (weights ${formatBytes(weights)}, ` +
@@ -575,5 +626,12 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
     });
   }
   placeWeights(file, wasm, precision, bundles, sparsity, options.onProgress);
-  return new Model(file, wasm, variant, precision, seqLen, bundles, rank);
+  let pool: ThreadPool | null = null;
+  if (threadModule) {
+    const { ThreadPool } = await import("./threads.js");
+    const base = (globalThis as { location?: { href?: string } }).location?.href ?? import.meta.url;
+    const url = options.threadUrl === undefined ? undefined : new URL(options.threadUrl, base);
+    pool = await ThreadPool.start(wasm, threadModule, threads, file.source, url);
+  }
+  return new Model(file, wasm, variant, precision, seqLen, bundles, rank, { pool, note: threadsNote });
 }

@@ -47,6 +47,11 @@ export interface DormantExports {
   forwardBlock(n: number, pos0: number, allLogits: number): number;
   classifierRepeat(repeats: number): void;
   attentionRepeat(layer: number, pos: number, repeats: number): void;
+  threadsInit(count: number): number;
+  threadsBytes(): number;
+  threadRun(control: number, id: number): void;
+  threadsStop(): void;
+  threadCount(): number;
 }
 
 /** Module choice: "auto" tries relaxed SIMD first, the others force one. */
@@ -55,17 +60,25 @@ export type KernelChoice = "auto" | "exact" | "relaxed";
 /** Kernel variant actually running. */
 export type KernelVariant = "simd128" | "relaxed-simd";
 
+/**
+ * A built module: a kernel variant, or its threaded build ("-threads"), which imports a shared
+ * memory as env.memory so Workers can run slices of the forward pass over it (src/threads.ts).
+ */
+export type ModuleName = KernelVariant | `${KernelVariant}-threads`;
+
 // Both dist/*.js bundles sit in dist/, beside build/, so one relative URL serves every host.
 // Bundlers that understand `new URL(..., import.meta.url)` copy the files along.
-const moduleUrls: Record<KernelVariant, URL> = {
+const moduleUrls: Record<ModuleName, URL> = {
   "simd128": new URL("../build/dormant.wasm", import.meta.url),
   "relaxed-simd": new URL("../build/dormant-relaxed.wasm", import.meta.url),
+  "simd128-threads": new URL("../build/dormant-threads.wasm", import.meta.url),
+  "relaxed-simd-threads": new URL("../build/dormant-threads-relaxed.wasm", import.meta.url),
 };
 
 /** Module bytes given by setKernelModules (the single-file build embeds them as base64). */
-const givenBytes = new Map<KernelVariant, Uint8Array<ArrayBuffer>>();
+const givenBytes = new Map<ModuleName, Uint8Array<ArrayBuffer>>();
 
-const compiled = new Map<KernelVariant, Promise<WebAssembly.Module | null>>();
+const compiled = new Map<ModuleName, Promise<WebAssembly.Module | null>>();
 
 /** Source of a kernel module: a URL, or its bytes (base64 text or a Uint8Array). */
 export type KernelModuleSource = URL | string | Uint8Array;
@@ -75,8 +88,8 @@ export type KernelModuleSource = URL | string | Uint8Array;
  * `../build/` beside the bundle. A string is a URL, except that the prefix "base64:" marks
  * embedded bytes. Modules compiled before the call are dropped.
  */
-export function setKernelModules(sources: Partial<Record<KernelVariant, KernelModuleSource>>): void {
-  for (const variant of Object.keys(sources) as KernelVariant[]) {
+export function setKernelModules(sources: Partial<Record<ModuleName, KernelModuleSource>>): void {
+  for (const variant of Object.keys(sources) as ModuleName[]) {
     const source = sources[variant];
     if (!(variant in moduleUrls) || source === undefined) continue;
     compiled.delete(variant);
@@ -111,8 +124,8 @@ async function readUrlBytes(url: URL): Promise<Uint8Array<ArrayBuffer>> {
   return new Uint8Array(await response.arrayBuffer());
 }
 
-/** Compiles one variant, or returns null when this engine rejects it. */
-function compileVariant(variant: KernelVariant): Promise<WebAssembly.Module | null> {
+/** Compiles one module, or returns null when this engine rejects it. */
+export function compileVariant(variant: ModuleName): Promise<WebAssembly.Module | null> {
   let pending = compiled.get(variant);
   if (!pending) {
     pending = (async () => {
@@ -134,9 +147,28 @@ function compileVariant(variant: KernelVariant): Promise<WebAssembly.Module | nu
   return pending;
 }
 
-function instantiate(module: WebAssembly.Module): DormantExports {
-  const instance = new WebAssembly.Instance(module, {});
+function instantiate(module: WebAssembly.Module, memory?: WebAssembly.Memory): DormantExports {
+  const instance = new WebAssembly.Instance(module, memory ? { env: { memory } } : {});
   return instance.exports as unknown as DormantExports;
+}
+
+/**
+ * Instantiates the threaded build of `variant` over a new shared memory that can grow to
+ * maximumBytes, and self-tests it. Returns null when the engine rejects the module.
+ */
+export async function instantiateThreaded(variant: KernelVariant, maximumBytes: number): Promise<{ exports: DormantExports; module: WebAssembly.Module } | null> {
+  const name: ModuleName = `${variant}-threads`;
+  const module = await compileVariant(name);
+  if (!module) return null;
+  const maximum = Math.min(65536, Math.ceil(maximumBytes / 65536));
+  const memory = new WebAssembly.Memory({ initial: 1, maximum, shared: true });
+  const exports = instantiate(module, memory);
+  if (exports.selfTest() !== 1) {
+    throw new WasmError(`loadModel: ${moduleUrls[name].href}: int8 kernel self-test failed on this engine`, {
+      source: moduleUrls[name].href, field: "selfTest", actual: "0", expected: "1",
+    });
+  }
+  return { exports, module };
 }
 
 /** Instantiates a fresh module of the chosen variant; each model owns one instance. */

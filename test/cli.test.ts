@@ -62,7 +62,7 @@ describe("dormant generate", () => {
     expect(run.status).toBe(0);
     expect(run.stdout.startsWith("Once upon a time")).toBe(true);
     expect(run.stdout.length).toBeGreaterThan(100);
-    expect(run.stderr).toMatch(/^prompt 5 tokens, generated 64 tokens, [\d.]+ tokens\/s, precision int8, kernels simd128\n$/);
+    expect(run.stderr).toMatch(/^prompt 5 tokens, generated 64 tokens, [\d.]+ tokens\/s, precision int8, kernels simd128, threads 1\n$/);
   });
 
   it("matches llama2.c greedy text in f32", async () => {

@@ -1,8 +1,6 @@
 // One decoder step of a Llama-style model: the token at `pos` goes in, logits come out,
 // and the key and value of `pos` are left in the KV cache for later positions.
 
-import { matvecF32 } from "../kernels/matvec_f32";
-import { matvecQ8 } from "../kernels/matvec_q8";
 import { quantizeQ8 } from "../kernels/quantize";
 import {
   addF32, axpyF32, dequantizeRowQ8, dotF32, rmsnorm, ropeAdjacent, ropeHalves, ropeScaled, softmax,
@@ -13,6 +11,7 @@ import {
   n_kv_heads, n_layers, norm_eps, rope_freq_scale, rope_neox, rope_theta, seq_len, vocab_size,
 } from "./config";
 import { countNeurons, hasBundles, sparseFfn } from "./sparse";
+import { parallelAttention, parallelMatmatF32, parallelMatvecQ8 } from "../threads";
 import {
   att, hb, hb2, key_cache, logits, q, value_cache, x, xb, xb2, xq, xs,
 } from "./state";
@@ -30,9 +29,9 @@ import {
  */
 function matmul(out: usize, input: usize, slot: i32, layer: i32, rows: i32, cols: i32): void {
   if (int8) {
-    matvecQ8(out, weightData(slot, layer), weightScales(slot, layer), xq, xs, rows, (cols + 31) & ~31);
+    parallelMatvecQ8(out, weightData(slot, layer), weightScales(slot, layer), xq, xs, rows, (cols + 31) & ~31);
   } else {
-    matvecF32(out, weightData(slot, layer), input, rows, cols);
+    parallelMatmatF32(out, weightData(slot, layer), input, rows, cols, 1, 0, 0);
   }
 }
 
@@ -102,10 +101,6 @@ export function attendHeadAt(h: i32, pos: i32, layerCache: usize, qBase: usize, 
   }
 }
 
-/** Attention of head h for the current position, from q into xb. */
-function attendHead(h: i32, pos: i32, layerCache: usize): void {
-  attendHeadAt(h, pos, layerCache, q, xb, att + (<usize>(h * seq_len) << 2));
-}
 
 /**
  * Trace buffer for calibration, 0 when off: (n_layers, dim + hidden_dim) f32 holding per layer
@@ -160,9 +155,7 @@ export function classifierRepeat(repeats: i32): void {
 /** Runs attention of every head of layer l at position pos `repeats` times on the current q; benchmarks time it. */
 export function attentionRepeat(l: i32, pos: i32, repeats: i32): void {
   const layerCache = (<usize>l * <usize>seq_len * <usize>kv_dim) << 2;
-  for (let r = 0; r < repeats; r++) {
-    for (let h = 0; h < n_heads; h++) attendHead(h, pos, layerCache);
-  }
+  for (let r = 0; r < repeats; r++) parallelAttention(pos, layerCache, q, 0, xb, 0, 1, att);
 }
 
 /** Runs one position through every layer and returns a pointer to the logits (vocab_size f32). */
@@ -189,8 +182,8 @@ export function forward(token: i32, pos: i32): usize {
     rope(q, n_heads, pos);
     rope(k, n_kv_heads, pos);
 
-    // grouped-query attention, one head at a time
-    for (let h = 0; h < n_heads; h++) attendHead(h, pos, layerCache);
+    // grouped-query attention, heads split across threads
+    parallelAttention(pos, layerCache, q, 0, xb, 0, 1, att);
 
     // output projection and residual
     prepare(xb, dim_pad);

@@ -6,16 +6,14 @@
 
 import { arenaAlloc } from "../memory";
 import { activateInPlace } from "../kernels/activation";
-import { matmatQ8 } from "../kernels/matmat_q8";
-import { matvecF32 } from "../kernels/matvec_f32";
-import { matvecQ8 } from "../kernels/matvec_q8";
+import { parallelAttention, parallelMatmatF32, parallelMatmatQ8, parallelMatvecQ8 } from "../threads";
 import { addF32, rmsnorm } from "../kernels/ops";
 import { quantizeQ8 } from "../kernels/quantize";
 import {
   activation, dim, dim_pad, gated, head_size, hidden_dim, hidden_pad, int8, kv_dim, n_heads, n_kv_heads,
   n_layers, norm_eps, seq_len, vocab_size,
 } from "./config";
-import { addBias, attendHeadAt, embedInto, rope } from "./forward";
+import { addBias, embedInto, rope } from "./forward";
 import { countNeurons, hasBundles, sparseFfn } from "./sparse";
 import { att, key_cache, logits, value_cache, xb } from "./state";
 import {
@@ -84,9 +82,9 @@ function prepareBlock(input: usize, stride: i32, length: i32, n: i32): void {
 /** Multiplies matrix (slot, layer) of shape (rows, cols) by rows 0..n-1 of input into out. */
 function matmulBlock(out: usize, outStride: i32, input: usize, inputStride: i32, slot: i32, layer: i32, rows: i32, cols: i32, n: i32): void {
   if (int8) {
-    matmatQ8(out, weightData(slot, layer), weightScales(slot, layer), bxq, bxs, rows, (cols + 31) & ~31, n, widest, outStride);
+    parallelMatmatQ8(out, weightData(slot, layer), weightScales(slot, layer), bxq, bxs, rows, (cols + 31) & ~31, n, widest, outStride);
   } else {
-    for (let t = 0; t < n; t++) matvecF32(row(out, t, outStride), weightData(slot, layer), row(input, t, inputStride), rows, cols);
+    parallelMatmatF32(out, weightData(slot, layer), input, rows, cols, n, inputStride, outStride);
   }
 }
 
@@ -121,11 +119,7 @@ export function forwardBlock(n: i32, pos0: i32, allLogits: i32): usize {
     }
 
     // causal attention: token t attends to positions 0..pos0+t
-    for (let t = 0; t < n; t++) {
-      for (let h = 0; h < n_heads; h++) {
-        attendHeadAt(h, pos0 + t, layerCache, row(bq, t, dim), row(bxb, t, dim_pad), att + (<usize>(h * seq_len) << 2));
-      }
-    }
+    parallelAttention(pos0, layerCache, bq, dim, bxb, dim_pad, n, att);
 
     // output projection and residual
     prepareBlock(bxb, dim_pad, dim_pad, n);
@@ -161,9 +155,9 @@ export function forwardBlock(n: i32, pos0: i32, allLogits: i32): usize {
     const out = allLogits ? row(blogits, t, vocab_size) : logits;
     if (int8) {
       quantizeQ8(bxq, bxs, xb, dim_pad);
-      matvecQ8(out, weightData(SLOT_OUTPUT, 0), weightScales(SLOT_OUTPUT, 0), bxq, bxs, vocab_size, dim_pad);
+      parallelMatvecQ8(out, weightData(SLOT_OUTPUT, 0), weightScales(SLOT_OUTPUT, 0), bxq, bxs, vocab_size, dim_pad);
     } else {
-      matvecF32(out, weightData(SLOT_OUTPUT, 0), xb, vocab_size, dim);
+      parallelMatmatF32(out, weightData(SLOT_OUTPUT, 0), xb, vocab_size, dim, 1, 0, 0);
     }
   }
   return allLogits ? blogits : logits;

@@ -18,6 +18,12 @@ export let value_cache: usize = 0; // (n_layers, seq_len, kv_dim) f32
 export let xq: usize = 0;          // (max(dim_pad, hidden_pad)) i8, quantized activations
 export let xs: usize = 0;          // (max(dim_pad, hidden_pad) / 32) f32, their block scales
 
+/** Points this instance at the KV cache another instance allocated (a worker thread's module). */
+export function adoptCaches(keys: usize, values: usize): void {
+  key_cache = keys;
+  value_cache = values;
+}
+
 /** Bytes allocStates() will take, so the host can budget before placing weights. */
 export function stateBytes(): u64 {
   const widest = <u64>max(dim_pad, hidden_pad);

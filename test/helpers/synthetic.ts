@@ -16,6 +16,8 @@ export interface SyntheticShape {
   n_kv_heads: number;
   activation: LlamaConfig["activation"];
   gated: boolean;
+  /** Context length (default 128). */
+  seq_len?: number;
 }
 
 function uniform(seed: number): () => number {
@@ -60,7 +62,7 @@ export function syntheticModel(shape: SyntheticShape, seed = 1, scale = 0.2): Mo
     source: `synthetic ${shape.activation}${shape.gated ? " gated" : ""}`,
     format: "gguf",
     config: {
-      architecture: "llama", dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size: 512, seq_len: 128,
+      architecture: "llama", dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size: 512, seq_len: shape.seq_len ?? 128,
       norm_eps: 1e-5, rope_theta: 10000, activation: shape.activation, gated: shape.gated,
     },
     tensors,

@@ -1,0 +1,286 @@
+// Threads: the host starts N - 1 Workers that instantiate the threaded module over the same
+// shared memory and call threadRun(); from then on the forward pass hands them slices of each
+// large matrix, and of attention's heads, through a control block in that memory.
+//
+// Each wasm instance has its own globals, so nothing reaches a worker through a global: the
+// control block carries the job and its arguments, and a snapshot of the model's configuration
+// that each worker adopts once. Only the main instance allocates.
+//
+//   control + 0    generation  i32, bumped by the main thread once per job
+//   control + 64   done        i32, workers that finished the current job
+//   control + 128  sleepers    i32, workers blocked in memory.atomic.wait32
+//   control + 132  started     i32, workers that entered threadRun (the host waits for all)
+//   control + 192  job kind, thread count, then JOB_ARGS argument slots (i32 or f32)
+//   control + 320  configuration snapshot, CONFIG_FIELDS i32
+//
+// One job is one barrier: the main thread publishes it, computes slice 0 itself and spins until
+// every worker has counted itself done. Workers spin for a while after a job, because the next
+// matrix follows within microseconds, and then sleep in memory.atomic.wait32 so an idle model
+// costs no CPU. The main thread never waits in wasm: browsers forbid blocking the page's thread.
+//
+// Slices split rows on 4-row group boundaries (heads, for attention) and each output element is
+// computed by one thread with the same kernel and the same f32 steps, so results are bit-identical
+// to one thread.
+
+import { arenaAlloc } from "./memory";
+import { matmatQ8 } from "./kernels/matmat_q8";
+import { matvecF32 } from "./kernels/matvec_f32";
+import { matvecQ8 } from "./kernels/matvec_q8";
+import { QK8 } from "./kernels/quantize";
+import { dim, hidden_dim, int8, n_heads, n_kv_heads, n_layers, seq_len, setConfig, vocab_size } from "./model/config";
+import { adoptCaches, key_cache, value_cache } from "./model/state";
+import { attendHeadAt } from "./model/forward";
+
+const GENERATION: usize = 0;
+const DONE: usize = 64;
+const SLEEPERS: usize = 128;
+const STARTED: usize = 132;
+const KIND: usize = 192;
+const COUNT: usize = 196;
+const ARGS: usize = 200;
+const JOB_ARGS: i32 = 12;
+const CONFIG: usize = 320;
+const CONFIG_FIELDS: i32 = 10;
+const CONTROL_BYTES: u64 = 384;
+
+const JOB_QUIT: i32 = 0;
+const JOB_MATVEC_Q8: i32 = 1;
+const JOB_MATMAT_Q8: i32 = 2;
+const JOB_MATVEC_F32: i32 = 3;
+const JOB_MATMAT_F32: i32 = 4;
+const JOB_ATTENTION: i32 = 5;
+
+/** Most threads a model runs on; attention gives each its own score row, of which there are n_heads. */
+export const MAX_THREADS: i32 = 64;
+
+/**
+ * Multiply-adds below which a matrix runs on the main thread alone: a barrier costs about a
+ * microsecond, which is more than the split saves on the small matrices of stories260K.
+ */
+const MIN_PARALLEL_WORK: i64 = 1 << 16;
+
+/** Spin iterations before a worker sleeps: long enough to bridge the host's sampling between tokens. */
+const SPIN_LIMIT: i32 = 1 << 20;
+
+let control: usize = 0;
+let threads: i32 = 1;
+
+/** Offset of the started counter in the control block, for the host. */
+export const STARTED_OFFSET: i32 = <i32>STARTED;
+
+/** Threads the forward pass splits work across (1 until threadsInit). */
+export function threadCount(): i32 {
+  return threads;
+}
+
+/**
+ * Allocates the control block for `count` threads (main included) and records the configuration
+ * the workers adopt. Call after modelInit. Returns the control pointer, 0 when over budget or
+ * when this module was built without threads.
+ */
+export function threadsInit(count: i32): usize {
+  if (!ASC_FEATURE_THREADS || count < 2 || count > MAX_THREADS) return 0;
+  if (control == 0) control = arenaAlloc(CONTROL_BYTES);
+  if (control == 0) return 0;
+  const config = control + CONFIG;
+  store<i32>(config, dim);
+  store<i32>(config, hidden_dim, 4);
+  store<i32>(config, n_layers, 8);
+  store<i32>(config, n_heads, 12);
+  store<i32>(config, n_kv_heads, 16);
+  store<i32>(config, vocab_size, 20);
+  store<i32>(config, seq_len, 24);
+  store<i32>(config, int8, 28);
+  store<u32>(config, <u32>key_cache, 32);
+  store<u32>(config, <u32>value_cache, 36);
+  store<i32>(control + COUNT, count);
+  threads = count;
+  return control;
+}
+
+/** Bytes threadsInit() allocates. */
+export function threadsBytes(): f64 {
+  return <f64>(CONTROL_BYTES + 64);
+}
+
+/** Start and end (exclusive) of slice `id` of `units` split across `count` threads. */
+@inline function sliceStart(units: i32, id: i32, count: i32): i32 {
+  return <i32>((<i64>units * <i64>id) / <i64>count);
+}
+
+@inline function arg(index: i32): i32 {
+  return load<i32>(control + ARGS + (<usize>index << 2));
+}
+
+@inline function setArg(index: i32, value: i32): void {
+  store<i32>(control + ARGS + (<usize>index << 2), value);
+}
+
+/** Runs slice `id` of the published job. */
+function runSlice(kind: i32, id: i32, count: i32): void {
+  if (kind == JOB_MATVEC_Q8 || kind == JOB_MATMAT_Q8) {
+    const rows = arg(5);
+    const cols = arg(6);
+    const groups = (rows + 3) >> 2;
+    const g0 = sliceStart(groups, id, count);
+    const g1 = sliceStart(groups, id + 1, count);
+    if (g0 >= g1) return;
+    const r0 = g0 << 2;
+    const sliceRows = min(rows, g1 << 2) - r0;
+    const wq = <usize>arg(1) + <usize>g0 * (<usize>cols << 2);
+    const ws = <usize>arg(2) + <usize>g0 * (<usize>(cols / QK8) << 4);
+    const out = <usize>arg(0) + (<usize>r0 << 2);
+    if (kind == JOB_MATVEC_Q8) {
+      matvecQ8(out, wq, ws, <usize>arg(3), <usize>arg(4), sliceRows, cols);
+    } else {
+      matmatQ8(out, wq, ws, <usize>arg(3), <usize>arg(4), sliceRows, cols, arg(7), arg(8), arg(9));
+    }
+  } else if (kind == JOB_MATVEC_F32 || kind == JOB_MATMAT_F32) {
+    // args: out, w, x, rows, cols, n, xStride, outStride; 4-row passes keep their grouping
+    const rows = arg(3);
+    const cols = arg(4);
+    const groups = (rows + 3) >> 2;
+    const r0 = sliceStart(groups, id, count) << 2;
+    const r1 = min(rows, sliceStart(groups, id + 1, count) << 2);
+    if (r0 >= r1) return;
+    const w = <usize>arg(1) + ((<usize>r0 * <usize>cols) << 2);
+    const n = kind == JOB_MATVEC_F32 ? 1 : arg(5);
+    for (let t = 0; t < n; t++) {
+      const out = <usize>arg(0) + ((<usize>t * <usize>arg(7) + <usize>r0) << 2);
+      matvecF32(out, w, <usize>arg(2) + ((<usize>t * <usize>arg(6)) << 2), r1 - r0, cols);
+    }
+  } else if (kind == JOB_ATTENTION) {
+    // args: pos0, layerCache, q, qStride, out, outStride, n, scores; units are (token, head) pairs
+    const units = arg(6) * n_heads;
+    const u1 = sliceStart(units, id + 1, count);
+    const scores = <usize>arg(7) + ((<usize>id * <usize>seq_len) << 2);
+    for (let u = sliceStart(units, id, count); u < u1; u++) {
+      const t = u / n_heads;
+      const h = u - t * n_heads;
+      attendHeadAt(h, arg(0) + t, <usize>arg(1), <usize>arg(2) + ((<usize>t * <usize>arg(3)) << 2),
+        <usize>arg(4) + ((<usize>t * <usize>arg(5)) << 2), scores);
+    }
+  }
+}
+
+/** Publishes the job whose arguments are set, runs slice 0, and returns when every slice is done. */
+function runJob(kind: i32): void {
+  if (ASC_FEATURE_THREADS) {
+    store<i32>(control + KIND, kind);
+    atomic.store<i32>(control + DONE, 0);
+    atomic.add<i32>(control + GENERATION, 1);
+    if (atomic.load<i32>(control + SLEEPERS) > 0) atomic.notify(control + GENERATION, threads - 1);
+    runSlice(kind, 0, threads);
+    while (atomic.load<i32>(control + DONE) < threads - 1) {
+      // spin: the page's main thread may not block
+    }
+  }
+}
+
+/**
+ * Worker entry: adopts the configuration, then runs slices of published jobs until the quit job.
+ * Blocks; call it from a Worker, never from the thread that runs forward().
+ */
+export function threadRun(controlPointer: usize, id: i32): void {
+  if (!ASC_FEATURE_THREADS) return;
+  control = controlPointer;
+  threads = load<i32>(control + COUNT);
+  const config = control + CONFIG;
+  setConfig(load<i32>(config), load<i32>(config, 4), load<i32>(config, 8), load<i32>(config, 12), load<i32>(config, 16),
+    load<i32>(config, 20), load<i32>(config, 24), 1e-5, 10000, load<i32>(config, 28));
+  adoptCaches(<usize>load<u32>(config, 32), <usize>load<u32>(config, 36));
+
+  // the host publishes no job before every worker has read the generation and counted itself here
+  let seen = atomic.load<i32>(control + GENERATION);
+  atomic.add<i32>(control + STARTED, 1);
+  while (true) {
+    let spins = 0;
+    let generation = atomic.load<i32>(control + GENERATION);
+    while (generation == seen) {
+      if (++spins >= SPIN_LIMIT) {
+        // a job published after this increment finds a sleeper and notifies; one published
+        // before it changed the generation, so the wait returns at once
+        atomic.add<i32>(control + SLEEPERS, 1);
+        atomic.wait<i32>(control + GENERATION, seen, -1);
+        atomic.sub<i32>(control + SLEEPERS, 1);
+        spins = 0;
+      }
+      generation = atomic.load<i32>(control + GENERATION);
+    }
+    seen = generation;
+    const kind = load<i32>(control + KIND);
+    if (kind == JOB_QUIT) {
+      atomic.add<i32>(control + DONE, 1);
+      return;
+    }
+    runSlice(kind, id, threads);
+    atomic.add<i32>(control + DONE, 1);
+  }
+}
+
+/** Ends every worker's threadRun and returns to one thread. */
+export function threadsStop(): void {
+  if (threads < 2) return;
+  runJob(JOB_QUIT);
+  threads = 1;
+}
+
+/** out = W x for int8 W, split across threads when the matrix is large enough. See matvecQ8. */
+export function parallelMatvecQ8(out: usize, wq: usize, ws: usize, xq: usize, xs: usize, rows: i32, cols: i32): void {
+  if (threads < 2 || <i64>rows * <i64>cols < MIN_PARALLEL_WORK) {
+    matvecQ8(out, wq, ws, xq, xs, rows, cols);
+    return;
+  }
+  setArg(0, <i32>out); setArg(1, <i32>wq); setArg(2, <i32>ws); setArg(3, <i32>xq); setArg(4, <i32>xs);
+  setArg(5, rows); setArg(6, cols);
+  runJob(JOB_MATVEC_Q8);
+}
+
+/** OUT[t] = W X[t] for int8 W and t < n, split across threads by rows. See matmatQ8. */
+export function parallelMatmatQ8(
+  out: usize, wq: usize, ws: usize, xq: usize, xs: usize, rows: i32, cols: i32, n: i32, xStride: i32, outStride: i32,
+): void {
+  if (threads < 2 || <i64>rows * <i64>cols * <i64>n < MIN_PARALLEL_WORK) {
+    matmatQ8(out, wq, ws, xq, xs, rows, cols, n, xStride, outStride);
+    return;
+  }
+  setArg(0, <i32>out); setArg(1, <i32>wq); setArg(2, <i32>ws); setArg(3, <i32>xq); setArg(4, <i32>xs);
+  setArg(5, rows); setArg(6, cols); setArg(7, n); setArg(8, xStride); setArg(9, outStride);
+  runJob(JOB_MATMAT_Q8);
+}
+
+/**
+ * OUT[t] = W X[t] for f32 W and t < n (x rows xStride f32 apart, out rows outStride apart),
+ * split across threads by rows. n = 1 is one matrix × vector.
+ */
+export function parallelMatmatF32(out: usize, w: usize, x: usize, rows: i32, cols: i32, n: i32, xStride: i32, outStride: i32): void {
+  if (threads < 2 || <i64>rows * <i64>cols * <i64>n < MIN_PARALLEL_WORK) {
+    for (let t = 0; t < n; t++) {
+      matvecF32(out + ((<usize>t * <usize>outStride) << 2), w, x + ((<usize>t * <usize>xStride) << 2), rows, cols);
+    }
+    return;
+  }
+  setArg(0, <i32>out); setArg(1, <i32>w); setArg(2, <i32>x); setArg(3, rows); setArg(4, cols);
+  setArg(5, n); setArg(6, xStride); setArg(7, outStride);
+  runJob(n == 1 ? JOB_MATVEC_F32 : JOB_MATMAT_F32);
+}
+
+/**
+ * Attention of every head for tokens t < n at positions pos0 + t (queries q + t · qStride, outputs
+ * out + t · outStride, in f32), split across threads by (token, head). scores holds one seq_len row
+ * per thread; every head's output is computed as attendHeadAt computes it alone.
+ */
+export function parallelAttention(pos0: i32, layerCache: usize, q: usize, qStride: i32, out: usize, outStride: i32, n: i32, scores: usize): void {
+  if (threads < 2 || threads > n_heads || <i64>(pos0 + n) * <i64>n * <i64>dim < MIN_PARALLEL_WORK) {
+    for (let t = 0; t < n; t++) {
+      for (let h = 0; h < n_heads; h++) {
+        attendHeadAt(h, pos0 + t, layerCache, q + ((<usize>t * <usize>qStride) << 2), out + ((<usize>t * <usize>outStride) << 2),
+          scores + ((<usize>h * <usize>seq_len) << 2));
+      }
+    }
+    return;
+  }
+  setArg(0, pos0); setArg(1, <i32>layerCache); setArg(2, <i32>q); setArg(3, qStride); setArg(4, <i32>out);
+  setArg(5, outStride); setArg(6, n); setArg(7, <i32>scores);
+  runJob(JOB_ATTENTION);
+}

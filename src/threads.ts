@@ -1,0 +1,135 @@
+/**
+ * Threads, host side: starts the Workers (worker_threads in Node) that share a model's wasm
+ * memory and run slices of its forward pass (assembly/threads.ts), and stops them. Loaded on
+ * demand by createModel when `threads` is above 1, so single-threaded pages never download it.
+ *
+ * Sharing wasm memory needs SharedArrayBuffer; browsers offer it only to cross-origin isolated
+ * pages (COOP same-origin, COEP require-corp). Where it is missing the model runs on one
+ * thread and stats() says why (threadsNote).
+ */
+
+import { env } from "./env.js";
+import { WasmError } from "./errors.js";
+import type { DormantExports } from "./wasm.js";
+
+/** First message to a thread worker. */
+export interface ThreadStart {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  control: number;
+  id: number;
+}
+
+/** Messages from a thread worker. */
+export type ThreadReply = { type: "ready" } | { type: "stopped" } | { type: "error"; message: string };
+
+/** Offset of the started counter in the control block (assembly/threads.ts). */
+const STARTED_OFFSET = 132;
+
+/** How long the workers get to start, including compiling the module in their thread. */
+const START_TIMEOUT_MS = 20_000;
+
+/** Most threads a model may use (assembly/threads.ts, MAX_THREADS). */
+export const MAX_THREADS = 64;
+
+/** Returns why this host cannot share wasm memory with workers, or null when it can. */
+export function threadsUnavailable(): string | null {
+  if (!env.hasSharedArrayBuffer) return "SharedArrayBuffer is unavailable on this host";
+  if ((env.isBrowser || env.isWorker) && !env.crossOriginIsolated) {
+    return "the page is not cross-origin isolated (serve it with COOP same-origin and COEP require-corp), so SharedArrayBuffer is unavailable";
+  }
+  return null;
+}
+
+/** Returns the thread worker script of this bundle: dist/thread.js (Node, Deno) or dist/dormant.thread.js (browsers). */
+function defaultThreadUrl(): URL {
+  return env.isNode || env.isDeno ? new URL("./thread.js", import.meta.url) : new URL("./dormant.thread.js", import.meta.url);
+}
+
+interface ThreadWorker {
+  post(start: ThreadStart): void;
+  terminate(): void;
+}
+
+async function startWorker(url: URL, onReply: (reply: ThreadReply) => void, onFailure: (message: string) => void): Promise<ThreadWorker> {
+  if (env.isNode) {
+    const { Worker } = await import("node:worker_threads");
+    const worker = new Worker(url, { execArgv: [] });
+    // a model the program forgets to dispose must not keep the process alive
+    worker.unref();
+    worker.on("message", onReply);
+    worker.on("error", (error: Error) => onFailure(error.message));
+    return { post: (start) => worker.postMessage(start), terminate: () => void worker.terminate() };
+  }
+  const worker = new Worker(url, { type: "module" });
+  worker.addEventListener("message", (event: MessageEvent<ThreadReply>) => onReply(event.data));
+  worker.addEventListener("error", (event: ErrorEvent) => {
+    event.preventDefault();
+    onFailure(event.message || "the thread script failed to load or threw while it started");
+  });
+  return { post: (start) => worker.postMessage(start), terminate: () => worker.terminate() };
+}
+
+/** Workers running slices of one model's forward pass. */
+export class ThreadPool {
+  readonly count: number;
+  #workers: ThreadWorker[];
+  #wasm: DormantExports;
+
+  private constructor(count: number, workers: ThreadWorker[], wasm: DormantExports) {
+    this.count = count;
+    this.#workers = workers;
+    this.#wasm = wasm;
+  }
+
+  /**
+   * Starts count - 1 workers over the memory of `wasm` (the threaded module, after modelInit)
+   * and resolves when every one has entered threadRun. `source` names the model in errors.
+   */
+  static async start(wasm: DormantExports, module: WebAssembly.Module, count: number, source: string, url?: URL): Promise<ThreadPool> {
+    const control = wasm.threadsInit(count) >>> 0;
+    if (control === 0) {
+      throw new WasmError(`loadModel: ${source}: the thread control block does not fit the reserved budget`, {
+        source, field: "memory", actual: "over budget", expected: "room for the thread control block",
+      });
+    }
+    const scriptUrl = url ?? defaultThreadUrl();
+    const workers: ThreadWorker[] = [];
+    let failure: string | null = null;
+    const fail = (message: string) => {
+      failure ??= message;
+    };
+    try {
+      for (let id = 1; id < count; id++) {
+        const worker = await startWorker(scriptUrl, (reply) => {
+          if (reply.type === "ready") worker.post({ module, memory: wasm.memory, control, id });
+          else if (reply.type === "error") fail(reply.message);
+        }, fail);
+        workers.push(worker);
+      }
+      const started = new Int32Array(wasm.memory.buffer, control + STARTED_OFFSET, 1);
+      const deadline = Date.now() + START_TIMEOUT_MS;
+      while (Atomics.load(started, 0) < count - 1) {
+        if (failure !== null || Date.now() > deadline) {
+          const reason = failure ?? `only ${Atomics.load(started, 0)} of ${count - 1} started within ${START_TIMEOUT_MS / 1000} s`;
+          throw new WasmError(`loadModel: ${scriptUrl.href}: thread workers did not start: ${reason}; check that the thread script is served beside the bundle`, {
+            source: scriptUrl.href, field: "threads", actual: reason, expected: `${count - 1} running workers`,
+          });
+        }
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    } catch (error) {
+      for (const worker of workers) worker.terminate();
+      throw error;
+    }
+    return new ThreadPool(count, workers, wasm);
+  }
+
+  /** Ends the workers' loops and terminates them; the model runs on one thread afterwards. */
+  stop(): void {
+    if (this.#workers.length === 0) return;
+    this.#wasm.threadsStop();
+    for (const worker of this.#workers) worker.terminate();
+    this.#workers = [];
+  }
+}
