@@ -3,6 +3,7 @@
  * forward pass, owns the KV cache, and offers tokenize/detokenize/logits/generate.
  */
 
+import { env } from "./env.js";
 import { FormatError, OptionError, WasmError, optionMismatch } from "./errors.js";
 import { readModelFile } from "./formats/index.js";
 import type { ResolveOptions } from "./catalog.js";
@@ -138,6 +139,15 @@ const DEFAULT_MAX_CONTEXT = 4096;
 
 const MODE_NUMBERS: Record<SparsityMode, number> = { dense: 0, oracle: 1, predicted: 2 };
 const ACTIVATION_NUMBERS: Record<LlamaConfig["activation"], number> = { silu: 0, relu: 1, gelu: 2 };
+
+/**
+ * Returns the thread worker script beside this bundle: dist/thread.js (Node, Deno) or
+ * dist/dormant.thread.js (browsers). Resolved here, in the entry bundle, because the code that
+ * starts the threads is a chunk in another folder.
+ */
+function defaultThreadUrl(): URL {
+  return env.isNode || env.isDeno ? new URL("./thread.js", import.meta.url) : new URL("./dormant.thread.js", import.meta.url);
+}
 
 function checkThreads(value: unknown): number {
   if (value === undefined) return 1;
@@ -630,7 +640,7 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
   if (threadModule) {
     const { ThreadPool } = await import("./threads.js");
     const base = (globalThis as { location?: { href?: string } }).location?.href ?? import.meta.url;
-    const url = options.threadUrl === undefined ? undefined : new URL(options.threadUrl, base);
+    const url = options.threadUrl === undefined ? defaultThreadUrl() : new URL(options.threadUrl, base);
     pool = await ThreadPool.start(wasm, threadModule, threads, file.source, url);
   }
   return new Model(file, wasm, variant, precision, seqLen, bundles, rank, { pool, note: threadsNote });

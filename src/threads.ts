@@ -34,16 +34,11 @@ export const MAX_THREADS = 64;
 
 /** Returns why this host cannot share wasm memory with workers, or null when it can. */
 export function threadsUnavailable(): string | null {
-  if (!env.hasSharedArrayBuffer) return "SharedArrayBuffer is unavailable on this host";
   if ((env.isBrowser || env.isWorker) && !env.crossOriginIsolated) {
     return "the page is not cross-origin isolated (serve it with COOP same-origin and COEP require-corp), so SharedArrayBuffer is unavailable";
   }
+  if (!env.hasSharedArrayBuffer) return "SharedArrayBuffer is unavailable on this host";
   return null;
-}
-
-/** Returns the thread worker script of this bundle: dist/thread.js (Node, Deno) or dist/dormant.thread.js (browsers). */
-function defaultThreadUrl(): URL {
-  return env.isNode || env.isDeno ? new URL("./thread.js", import.meta.url) : new URL("./dormant.thread.js", import.meta.url);
 }
 
 interface ThreadWorker {
@@ -84,16 +79,16 @@ export class ThreadPool {
 
   /**
    * Starts count - 1 workers over the memory of `wasm` (the threaded module, after modelInit)
-   * and resolves when every one has entered threadRun. `source` names the model in errors.
+   * and resolves when every one has entered threadRun. `scriptUrl` is the thread worker script;
+   * `source` names the model in errors.
    */
-  static async start(wasm: DormantExports, module: WebAssembly.Module, count: number, source: string, url?: URL): Promise<ThreadPool> {
+  static async start(wasm: DormantExports, module: WebAssembly.Module, count: number, source: string, scriptUrl: URL): Promise<ThreadPool> {
     const control = wasm.threadsInit(count) >>> 0;
     if (control === 0) {
       throw new WasmError(`loadModel: ${source}: the thread control block does not fit the reserved budget`, {
         source, field: "memory", actual: "over budget", expected: "room for the thread control block",
       });
     }
-    const scriptUrl = url ?? defaultThreadUrl();
     const workers: ThreadWorker[] = [];
     let failure: string | null = null;
     const fail = (message: string) => {
