@@ -1,9 +1,9 @@
 // Timing code that Node, Deno and the Chromium page of bench/kernel-hosts.mjs all run, so the
 // three hosts measure with the same source. It uses only WebAssembly and performance.now().
 //
-// For each shape it fills the exact and the relaxed test modules with the same matrix and vector,
-// then times three kernels in turn, round after round: matvecQ8 in the exact module, matvecQ8 in
-// the relaxed module, and readBytes (exact module) over the matrix's quants and scales. Each
+// For each shape it fills the exact and the relaxed test modules with the same matrix and vector.
+// Then it times three kernels in turn, round after round: matvecQ8 in the exact module, matvecQ8
+// in the relaxed module, and readBytes (exact module) over the matrix's quants and scales. Each
 // kernel's turn starts with one untimed call that brings its own data back into the caches, then
 // times a batch of calls in one timer span, so coarse browser timers still resolve a call.
 
@@ -75,7 +75,7 @@ async function loadRelaxed(relaxedBytes) {
   return { kernels: instance.exports, status: "ok" };
 }
 
-/** Times each kernel's batches of calls over warmupRounds + rounds rounds; returns ms per call of each timed round. */
+/** Times each kernel's batches of calls over warmupRounds + rounds rounds. Returns, per kernel, the ms per call of each timed round. */
 function timeInterleaved(runs, calls, rounds, warmupRounds) {
   const samples = runs.map(() => []);
   for (let round = 0; round < warmupRounds + rounds; round++) {

@@ -1,14 +1,14 @@
 // int8 matrix × vector speed on three hosts, beside a plain memory read of the same bytes.
 //
 //   npm run build:test-wasm
-//   node bench/kernel-hosts.mjs [--rounds 15] [--shapes 4096x4096,1024x1024,128x2048,2048x32768] [--hosts node,node-flags,deno,chromium]
+//   node bench/kernel-hosts.mjs [--rounds 21] [--shapes 4096x4096,1024x1024,128x2048,2048x32768] [--hosts node,node-flags,deno,chromium]
 //
-// Hosts, one after another: Node 20 in this process (it rejects the relaxed module), Node 20 in a
-// child process with --experimental-wasm-relaxed-simd --no-liftoff, Deno (the `deno` npm package),
-// and headless Chromium (/usr/bin/chromium through playwright-core) on a page served from a
-// 127.0.0.1 server that this script starts and stops. Every host runs bench/kernel-hosts-core.js,
-// which interleaves the kernels within each shape and returns medians. Prints a markdown table
-// and writes every sample to bench/out/kernel-hosts.json.
+// The hosts run one after another. Node 20 runs in this process, where it rejects the relaxed
+// module, and again in a child process with --experimental-wasm-relaxed-simd --no-liftoff. Deno
+// comes from the `deno` npm package. Headless Chromium (/usr/bin/chromium through playwright-core)
+// loads a page from a 127.0.0.1 server that this script starts and stops. Every host runs
+// bench/kernel-hosts-core.js, which interleaves the kernels within each shape and returns medians.
+// The script prints a markdown table and writes every sample to bench/out/kernel-hosts.json.
 
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -28,13 +28,13 @@ const CHROMIUM_ARGS = [
   "--disable-component-update", "--disable-sync",
 ];
 const ALL_HOSTS = ["node", "node-flags", "deno", "chromium"];
-// 4096 × 4096 is the shape of the targets. On the machine of bench/README.md its 18 MiB of quants
+// The speed targets are set at 4096 × 4096. On the machine of bench/README.md its 18 MiB of quants
 // and scales fit in L3, 128 × 2048 (288 KiB) fits in L2, and 2048 × 32768 (72 MiB) fits in neither.
 const DEFAULT_SHAPES = [[4096, 4096], [1024, 1024], [128, 2048], [2048, 32768]];
 
-/** Reads --rounds, --shapes and --hosts; throws on anything else. */
+/** Reads --rounds, --shapes and --hosts, and throws on any other option. */
 function parseArgs(argv) {
-  const options = { rounds: 15, warmupRounds: 2, batchBytes: 256 << 20, shapes: DEFAULT_SHAPES };
+  const options = { rounds: 21, warmupRounds: 2, batchBytes: 256 << 20, shapes: DEFAULT_SHAPES };
   let hosts = ALL_HOSTS;
   for (let i = 0; i < argv.length; i += 2) {
     const [name, value] = [argv[i], argv[i + 1]];
@@ -153,7 +153,7 @@ async function runChromium(options) {
   }
 }
 
-/** Returns one table row per host, shape and matvec module, with the figures of points 4 and 5. */
+/** Returns one table row per host, shape and matvec module, with the relaxed/exact ratio and the share of the read speed. */
 function tableRows(hostResults) {
   const rows = [];
   for (const result of hostResults) {
@@ -202,7 +202,7 @@ async function main() {
     try {
       readFileSync(file);
     } catch {
-      throw new Error(`kernel-hosts: ${file} not found, expected the test modules: run npm run build:test-wasm`);
+      throw new Error(`kernel-hosts: ${file} not found: build the test modules with npm run build:test-wasm`);
     }
   }
   const runners = { node: runNode, "node-flags": runNodeWithFlags, deno: runDeno, chromium: runChromium };

@@ -22,7 +22,7 @@ export function readBytesRef(pointer: usize, bytes: i32): i32 {
 
 /**
  * Reads bytes bytes at pointer with v128 loads and returns the same checksum as readBytesRef.
- * Any alignment and any length ≥ 0 is accepted.
+ * Accepts any alignment. A negative length reads nothing and returns 0.
  */
 export function readBytes(pointer: usize, bytes: i32): i32 {
   const length = <usize>max(bytes, 0);
