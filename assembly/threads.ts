@@ -30,6 +30,7 @@ import { QK8 } from "./kernels/quantize";
 import { dim, hidden_dim, int8, n_heads, n_kv_heads, n_layers, seq_len, setConfig, vocab_size } from "./model/config";
 import { adoptCaches, key_cache, value_cache } from "./model/state";
 import { attendHeadAt } from "./model/forward";
+import { adoptSparseJob, sparseDownSlice, sparseGateSlice } from "./model/sparse";
 
 const GENERATION: usize = 0;
 const DONE: usize = 64;
@@ -49,6 +50,8 @@ const JOB_MATMAT_Q8: i32 = 2;
 const JOB_MATVEC_F32: i32 = 3;
 const JOB_MATMAT_F32: i32 = 4;
 const JOB_ATTENTION: i32 = 5;
+const JOB_SPARSE_GATES: i32 = 6;
+const JOB_SPARSE_DOWN: i32 = 7;
 
 /** Most threads a model runs on; attention gives each its own score row, of which there are n_heads. */
 export const MAX_THREADS: i32 = 64;
@@ -57,7 +60,7 @@ export const MAX_THREADS: i32 = 64;
  * Multiply-adds below which a matrix runs on the main thread alone: a barrier costs about a
  * microsecond, which is more than the split saves on the small matrices of stories260K.
  */
-const MIN_PARALLEL_WORK: i64 = 1 << 16;
+export const MIN_PARALLEL_WORK: i64 = 1 << 16;
 
 /** Spin iterations before a worker sleeps: long enough to bridge the host's sampling between tokens. */
 const SPIN_LIMIT: i32 = 1 << 20;
@@ -149,6 +152,14 @@ function runSlice(kind: i32, id: i32, count: i32): void {
       const out = <usize>arg(0) + ((<usize>t * <usize>arg(7) + <usize>r0) << 2);
       matvecF32(out, w, <usize>arg(2) + ((<usize>t * <usize>arg(6)) << 2), r1 - r0, cols);
     }
+  } else if (kind == JOB_SPARSE_GATES || kind == JOB_SPARSE_DOWN) {
+    // args: job descriptor (model/sparse.ts), units (neuron blocks or 16-output groups)
+    adoptSparseJob(<usize>arg(0), id);
+    const units = arg(1);
+    const u0 = sliceStart(units, id, count);
+    const u1 = sliceStart(units, id + 1, count);
+    if (kind == JOB_SPARSE_GATES) sparseGateSlice(u0, u1);
+    else sparseDownSlice(u0, u1);
   } else if (kind == JOB_ATTENTION) {
     // args: pos0, layerCache, q, qStride, out, outStride, n, scores; units are (token, head) pairs
     const units = arg(6) * n_heads;
@@ -283,4 +294,16 @@ export function parallelAttention(pos0: i32, layerCache: usize, q: usize, qStrid
   setArg(0, pos0); setArg(1, <i32>layerCache); setArg(2, <i32>q); setArg(3, qStride); setArg(4, <i32>out);
   setArg(5, outStride); setArg(6, n); setArg(7, <i32>scores);
   runJob(JOB_ATTENTION);
+}
+
+/**
+ * Runs the sparse FFN of the layer in `descriptor` (model/sparse.ts) in two jobs: the gate pass
+ * split by neuron blocks, then the down pass split by 16-output groups.
+ */
+export function parallelSparse(descriptor: usize, blocks: i32, groups: i32): void {
+  setArg(0, <i32>descriptor);
+  setArg(1, blocks);
+  runJob(JOB_SPARSE_GATES);
+  setArg(1, groups);
+  runJob(JOB_SPARSE_DOWN);
 }

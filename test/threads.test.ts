@@ -76,6 +76,31 @@ describe("threads with neuron bundles", () => {
     }
     expectSameBits(run(threaded), run(single));
   }, 120_000);
+
+  it("a predictor's candidates give the bits of 1 thread", async () => {
+    // a random rank-8 predictor: which neurons it proposes does not matter, only that both agree
+    const rank = 8;
+    let state = 12345;
+    const random = () => {
+      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+      return state / 2 ** 31 - 1;
+    };
+    const sparsity = {
+      rank,
+      thresholds: new Float32Array([0.02, 0.03]),
+      cutoffs: new Float32Array([0.01, 0.01]),
+      predictorDown: [0, 1].map(() => Float32Array.from({ length: rank * gqa.dim }, random)),
+      predictorUp: [0, 1].map(() => Float32Array.from({ length: gqa.hidden_dim * rank }, random)),
+    };
+    const single = await load(gqa, { sparsity });
+    const threaded = await load(gqa, { sparsity, threads: 2 });
+    expect(threaded.mode).toBe("predicted");
+    expectSameBits(run(threaded), run(single));
+    const [single0, threaded0] = [single.layerStats()[0], threaded.layerStats()[0]];
+    expect(threaded0).toEqual(single0);
+    expect(threaded0.candidateFraction).toBeLessThan(1);
+    expect(threaded0.keptFraction).toBeGreaterThan(0);
+  }, 120_000);
 });
 
 describe("threads lifecycle", () => {

@@ -29,6 +29,12 @@
 // steps did not overlap with the compute. So when at least STREAM_FRACTION of the neurons are
 // candidates, each 32-neuron block is first read whole in order (touchLines) and then computed
 // from cache. Below that only the rows in use are read.
+//
+// Threads (assembly/threads.ts) split the FFN in two passes: the gate pass splits neuron blocks
+// (gates, threshold, up rows, the block's quantized h), and the down pass splits outputs, each
+// thread adding every block's columns to its own outputs in block order. One thread runs each
+// block's down projection right after its gates instead, while its bundles are in cache. Both
+// add the same values to each output in the same order, so the bits agree.
 
 import { arenaAlloc } from "../memory";
 import { activate } from "../kernels/activation";
@@ -36,7 +42,8 @@ import { BOUND_FIELDS, cutoffBounds, selectCandidates } from "../kernels/candida
 import { matvecQ8 } from "../kernels/matvec_q8";
 import { quantizeQ8 } from "../kernels/quantize";
 import { dotRows4Q8, downColumnsQ8, touchLines } from "../kernels/sparse_q8";
-import { activation, dim_pad, gated, hidden_dim, hidden_pad, n_layers, pad32 } from "./config";
+import { activation, dim, dim_pad, gated, hidden_dim, hidden_pad, n_layers, pad32, setActivation } from "./config";
+import { MAX_THREADS, MIN_PARALLEL_WORK, parallelMatvecQ8, parallelSparse, threadCount } from "../threads";
 
 export const MODE_DENSE: i32 = 0;
 export const MODE_ORACLE: i32 = 1;
@@ -69,14 +76,22 @@ let layers: usize = 0;
 let stats: usize = 0;
 let bounds: usize = 0;    // (n_layers, BOUND_FIELDS) f32, candidate bounds of each cutoff
 let masks: usize = 0;     // (hidden_pad / 32) u32, candidate bit per neuron
-let columns: usize = 0;   // (32) u32, down column addresses of one block
-let pairs: usize = 0;     // (32) i16, their weights hq
+let blockQ: usize = 0;    // (hidden_pad) i8, quantized act(g) · u of kept neurons, per block
+let blockS: usize = 0;    // (hidden_pad / 32) f32, their scales
+let blockNonzero: usize = 0; // (hidden_pad / 32) u32, neurons whose quant is not 0
+let blockKept: usize = 0; // (hidden_pad / 32) i32, kept neurons
+let job: usize = 0;       // (JOB_FIELDS) i32, the layer's pointers for worker threads
+let scratchSets: usize = 0; // (MAX_THREADS, SCRATCH_BYTES), one scratch set per thread
+
+// A thread's scratch set, at the offsets below.
 let values: usize = 0;    // (32) f32, gate or up rows of one block
 let acts: usize = 0;      // (32) f32, act(g) of one block
 let hidden: usize = 0;    // (32) f32, act(g) · u of kept neurons, zero elsewhere
-let hiddenQ: usize = 0;   // (32) i8
-let hiddenS: usize = 0;   // (1) f32
+let columns: usize = 0;   // (32) u32, down column addresses of one block
 let rows4: usize = 0;     // (4) f32, output of dotRows4Q8
+let pairs: usize = 0;     // (32) i16, their weights hq
+const SCRATCH_BYTES: i32 = 704;
+
 let predicted: usize = 0; // (hidden_pad) f32, ĝ
 let projected: usize = 0; // (pad32(maxRank)) f32, z; the padding stays zero
 let projectedQ: usize = 0; // (pad32(maxRank)) i8
@@ -88,6 +103,43 @@ let bundleBase: usize = 0;
 let stride: usize = 0;
 let inputQ: usize = 0;
 let inputS: usize = 0;
+let threshold: f32 = 0;
+let downScales: usize = 0;
+let output: usize = 0;
+let gateTrace: usize = 0;
+let streaming: bool = false;
+
+// Fields of the job descriptor that carries the layer to worker threads.
+const JOB_BUNDLES: i32 = 0;
+const JOB_STRIDE: i32 = 1;
+const JOB_INPUT_Q: i32 = 2;
+const JOB_INPUT_S: i32 = 3;
+const JOB_THRESHOLD: i32 = 4;
+const JOB_MODE: i32 = 5;
+const JOB_DOWN_SCALES: i32 = 6;
+const JOB_OUTPUT: i32 = 7;
+const JOB_GATE_TRACE: i32 = 8;
+const JOB_STREAMING: i32 = 9;
+const JOB_ACTIVATION: i32 = 10;
+const JOB_GATED: i32 = 11;
+const JOB_MASKS: i32 = 12;
+const JOB_BLOCK_Q: i32 = 13;
+const JOB_BLOCK_S: i32 = 14;
+const JOB_BLOCK_NONZERO: i32 = 15;
+const JOB_BLOCK_KEPT: i32 = 16;
+const JOB_SCRATCH: i32 = 17;
+const JOB_FIELDS: i32 = 18;
+
+/** Points the scratch globals at scratch set `id`. */
+function useScratch(id: i32): void {
+  const base = scratchSets + <usize>id * <usize>SCRATCH_BYTES;
+  values = base;
+  acts = base + 128;
+  hidden = base + 256;
+  columns = base + 384;
+  rows4 = base + 512;
+  pairs = base + 576;
+}
 
 /** Bytes of one bundle. */
 export function bundleStride(): i32 {
@@ -121,31 +173,32 @@ export function allocSparse(maxRank: i32): i32 {
   stats = arenaAlloc(<u64>(n_layers * STAT_FIELDS * 8));
   bounds = arenaAlloc(<u64>(n_layers * BOUND_FIELDS * 4));
   masks = arenaAlloc(<u64>(hidden_pad >> 5) << 2);
-  columns = arenaAlloc(128);
-  pairs = arenaAlloc(64);
-  values = arenaAlloc(128);
-  acts = arenaAlloc(128);
-  hidden = arenaAlloc(128);
-  hiddenQ = arenaAlloc(32);
-  hiddenS = arenaAlloc(4);
-  rows4 = arenaAlloc(16);
+  blockQ = arenaAlloc(<u64>hidden_pad);
+  blockS = arenaAlloc(<u64>(hidden_pad >> 5) << 2);
+  blockNonzero = arenaAlloc(<u64>(hidden_pad >> 5) << 2);
+  blockKept = arenaAlloc(<u64>(hidden_pad >> 5) << 2);
+  job = arenaAlloc(<u64>JOB_FIELDS << 2);
+  scratchSets = arenaAlloc(<u64>MAX_THREADS * <u64>SCRATCH_BYTES);
+  if (scratchSets != 0) useScratch(0);
   predicted = arenaAlloc(<u64>hidden_pad << 2);
   projected = arenaAlloc(<u64>rankPad << 2);
   projectedQ = arenaAlloc(<u64>rankPad);
   projectedS = arenaAlloc(<u64>(rankPad >> 5) << 2);
   sink = arenaAlloc(4);
-  return layers != 0 && stats != 0 && bounds != 0 && masks != 0 && columns != 0 && pairs != 0 && values != 0 && acts != 0 &&
-    hidden != 0 && hiddenQ != 0 && hiddenS != 0 && rows4 != 0 && predicted != 0 && projected != 0 &&
+  return layers != 0 && stats != 0 && bounds != 0 && masks != 0 && blockQ != 0 && blockS != 0 && blockNonzero != 0 &&
+    blockKept != 0 && job != 0 && scratchSets != 0 && predicted != 0 && projected != 0 &&
     projectedQ != 0 && projectedS != 0 && sink != 0 ? 1 : 0;
 }
 
 /** Bytes allocSparse() takes, for the host's budget. */
 export function sparseBytes(maxRank: i32): u64 {
   const rankPad = pad32(max(maxRank, 1));
-  const bytes = n_layers * (LAYER_FIELDS * 4 + STAT_FIELDS * 8 + BOUND_FIELDS * 4) + (hidden_pad >> 5) * 4 +
-    128 + 64 + 3 * 128 + 32 + 4 + 16 + hidden_pad * 4 + rankPad * 4 + rankPad + (rankPad >> 5) * 4 + 4;
-  // 17 allocations, each rounded up to the arena's 64-byte alignment
-  return <u64>bytes + 17 * 64;
+  const blocks = hidden_pad >> 5;
+  const bytes = n_layers * (LAYER_FIELDS * 4 + STAT_FIELDS * 8 + BOUND_FIELDS * 4) + blocks * 4 +
+    hidden_pad + 3 * blocks * 4 + JOB_FIELDS * 4 + MAX_THREADS * SCRATCH_BYTES +
+    hidden_pad * 4 + rankPad * 4 + rankPad + (rankPad >> 5) * 4 + 4;
+  // 15 allocations, each rounded up to the arena's 64-byte alignment
+  return <u64>bytes + 15 * 64;
 }
 
 @inline function field(layer: i32, index: i32): usize {
@@ -212,7 +265,7 @@ function predictCandidates(layer: i32): i32 {
   const predUp = <usize>load<u32>(field(layer, FIELD_PRED_UP));
   matvecQ8(projected, <usize>load<u32>(field(layer, FIELD_PRED_DOWN)), <usize>load<u32>(field(layer, FIELD_PRED_DOWN_SCALES)), inputQ, inputS, rank, dim_pad);
   quantizeQ8(projectedQ, projectedS, projected, rankPad);
-  matvecQ8(predicted, predUp, predictorUpScales(predUp, rank), projectedQ, projectedS, hidden_dim, rankPad);
+  parallelMatvecQ8(predicted, predUp, predictorUpScales(predUp, rank), projectedQ, projectedS, hidden_dim, rankPad);
   return selectCandidates(masks, predicted, hidden_dim, load<f32>(field(layer, FIELD_CUTOFF)), activation, layerBounds(layer));
 }
 
@@ -251,17 +304,23 @@ function dotMaskedRows(mask: u32, first: i32, section: usize): void {
   }
 }
 
-/** Adds the down projection of the neurons in `mask` (block b, quants in hiddenQ) to out. */
-function downBlock(mask: u32, b: i32, out: usize, downScales: usize): void {
+/**
+ * Adds the down projection of neuron block b (quants and scale from the gate pass) to outputs
+ * i0..i0+n-1 of out; n and i0 are multiples of 16.
+ */
+function downBlock(b: i32, out: usize, i0: i32, n: i32): void {
+  const mask = load<u32>(blockNonzero + (<usize>b << 2));
+  if (mask == 0) return;
   const first = b << 5;
-  const section = downOffset();
+  const section = downOffset() + <usize>i0;
+  const quants = blockQ + (<usize>b << 5);
   let count = 0;
   let m = mask;
   while (m != 0) {
     const k = ctz(m);
     m &= m - 1;
     store<u32>(columns + (<usize>count << 2), <u32>bundleRow(first, k, section));
-    store<i16>(pairs + (<usize>count << 1), <i16>load<i8>(hiddenQ + <usize>k));
+    store<i16>(pairs + (<usize>count << 1), <i16>load<i8>(quants + <usize>k));
     count++;
   }
   // an odd count repeats the first column with weight 0
@@ -270,16 +329,25 @@ function downBlock(mask: u32, b: i32, out: usize, downScales: usize): void {
     store<i16>(pairs + (<usize>count << 1), 0);
     count++;
   }
-  downColumnsQ8(out, columns, pairs, count, downScales + ((<usize>b * <usize>dim_pad) << 2), load<f32>(hiddenS), dim_pad);
+  const scales = downScales + ((<usize>b * <usize>dim_pad + <usize>i0) << 2);
+  downColumnsQ8(out + (<usize>i0 << 2), columns, pairs, count, scales, load<f32>(blockS + (<usize>b << 2)), n);
 }
 
 /**
- * Runs neuron block b (candidates in `candidateMask`) and adds its down projection to out.
+ * Gate pass of neuron block b (candidates in `candidateMask`): exact gate rows, the threshold,
+ * up rows of the kept neurons, and their quantized h with its nonzero mask for the down pass.
  * Returns the number of kept neurons.
  */
-function ffnBlock(b: i32, candidateMask: u32, out: usize, downScales: usize, threshold: f32, gateTrace: usize): i32 {
+function gateBlock(b: i32, candidateMask: u32): i32 {
   const first = b << 5;
   const useThreshold = mode != MODE_DENSE;
+  const flags = blockNonzero + (<usize>b << 2);
+  store<u32>(flags, 0);
+  if (candidateMask == 0) return 0;
+  if (streaming) {
+    const blockBytes = stride << 5;
+    store<i32>(sink, touchLines(bundleBase + <usize>b * blockBytes, bundleBase + <usize>(b + 1) * blockBytes));
+  }
 
   // exact gate rows of the candidates, then the threshold
   dotMaskedRows(candidateMask, first, 0);
@@ -310,31 +378,95 @@ function ffnBlock(b: i32, candidateMask: u32, out: usize, downScales: usize, thr
     const a = load<f32>(acts + (<usize>k << 2));
     store<f32>(hidden + (<usize>k << 2), gated ? a * load<f32>(values + (<usize>k << 2)) : a);
   }
-  quantizeQ8(hiddenQ, hiddenS, hidden, 32);
+  const quants = blockQ + (<usize>b << 5);
+  quantizeQ8(quants, blockS + (<usize>b << 2), hidden, 32);
 
-  // down columns with hq ≠ 0, then the block's scales
+  // down columns with hq ≠ 0
   let nonzero: u32 = 0;
   m = keptMask;
   while (m != 0) {
     const k = ctz(m);
     m &= m - 1;
-    if (load<i8>(hiddenQ + <usize>k) != 0) nonzero |= <u32>1 << k;
+    if (load<i8>(quants + <usize>k) != 0) nonzero |= <u32>1 << k;
   }
-  downBlock(nonzero, b, out, downScales);
+  store<u32>(flags, nonzero);
   return popcnt(keptMask);
+}
+
+/** Gate pass of blocks b0..b1-1 on this thread; records each block's kept count. */
+export function sparseGateSlice(b0: i32, b1: i32): void {
+  for (let b = b0; b < b1; b++) {
+    store<i32>(blockKept + (<usize>b << 2), gateBlock(b, load<u32>(masks + (<usize>b << 2))));
+  }
+}
+
+/** Down pass of 16-output groups g0..g1-1 on this thread: every block, in block order. */
+export function sparseDownSlice(g0: i32, g1: i32): void {
+  if (g0 >= g1) return;
+  const blocks = hidden_pad >> 5;
+  for (let b = 0; b < blocks; b++) downBlock(b, output, g0 << 4, (g1 - g0) << 4);
+}
+
+/** Worker side: adopts the layer published in the job descriptor, and scratch set `id`. */
+export function adoptSparseJob(descriptor: usize, id: i32): void {
+  bundleBase = <usize>load<u32>(descriptor, JOB_BUNDLES << 2);
+  stride = <usize>load<u32>(descriptor, JOB_STRIDE << 2);
+  inputQ = <usize>load<u32>(descriptor, JOB_INPUT_Q << 2);
+  inputS = <usize>load<u32>(descriptor, JOB_INPUT_S << 2);
+  threshold = load<f32>(descriptor, JOB_THRESHOLD << 2);
+  mode = load<i32>(descriptor, JOB_MODE << 2);
+  downScales = <usize>load<u32>(descriptor, JOB_DOWN_SCALES << 2);
+  output = <usize>load<u32>(descriptor, JOB_OUTPUT << 2);
+  gateTrace = <usize>load<u32>(descriptor, JOB_GATE_TRACE << 2);
+  streaming = load<i32>(descriptor, JOB_STREAMING << 2) != 0;
+  setActivation(load<i32>(descriptor, JOB_ACTIVATION << 2), load<i32>(descriptor, JOB_GATED << 2));
+  masks = <usize>load<u32>(descriptor, JOB_MASKS << 2);
+  blockQ = <usize>load<u32>(descriptor, JOB_BLOCK_Q << 2);
+  blockS = <usize>load<u32>(descriptor, JOB_BLOCK_S << 2);
+  blockNonzero = <usize>load<u32>(descriptor, JOB_BLOCK_NONZERO << 2);
+  blockKept = <usize>load<u32>(descriptor, JOB_BLOCK_KEPT << 2);
+  scratchSets = <usize>load<u32>(descriptor, JOB_SCRATCH << 2);
+  useScratch(id);
+  // the touched-lines sum goes past the pairs, at offset 640 of this thread's set
+  sink = scratchSets + <usize>id * <usize>SCRATCH_BYTES + 640;
+}
+
+/** Writes the layer's pointers into the job descriptor for worker threads. */
+function publishSparseJob(): usize {
+  store<u32>(job, <u32>bundleBase, JOB_BUNDLES << 2);
+  store<u32>(job, <u32>stride, JOB_STRIDE << 2);
+  store<u32>(job, <u32>inputQ, JOB_INPUT_Q << 2);
+  store<u32>(job, <u32>inputS, JOB_INPUT_S << 2);
+  store<f32>(job, threshold, JOB_THRESHOLD << 2);
+  store<i32>(job, mode, JOB_MODE << 2);
+  store<u32>(job, <u32>downScales, JOB_DOWN_SCALES << 2);
+  store<u32>(job, <u32>output, JOB_OUTPUT << 2);
+  store<u32>(job, <u32>gateTrace, JOB_GATE_TRACE << 2);
+  store<i32>(job, streaming ? 1 : 0, JOB_STREAMING << 2);
+  store<i32>(job, activation, JOB_ACTIVATION << 2);
+  store<i32>(job, gated ? 1 : 0, JOB_GATED << 2);
+  store<u32>(job, <u32>masks, JOB_MASKS << 2);
+  store<u32>(job, <u32>blockQ, JOB_BLOCK_Q << 2);
+  store<u32>(job, <u32>blockS, JOB_BLOCK_S << 2);
+  store<u32>(job, <u32>blockNonzero, JOB_BLOCK_NONZERO << 2);
+  store<u32>(job, <u32>blockKept, JOB_BLOCK_KEPT << 2);
+  store<u32>(job, <u32>scratchSets, JOB_SCRATCH << 2);
+  return job;
 }
 
 /**
  * Runs the FFN of layer l from the quantized input (xq, xs) and writes the down projection to out
  * (dim f32). gateTrace, when not 0, receives every computed gate pre-activation (others stay 0).
  */
-export function sparseFfn(layer: i32, xq: usize, xs: usize, out: usize, gateTrace: usize): void {
+export function sparseFfn(layer: i32, xq: usize, xs: usize, out: usize, traceGates: usize): void {
   bundleBase = <usize>load<u32>(field(layer, FIELD_BUNDLES));
   stride = <usize>bundleStride();
   inputQ = xq;
   inputS = xs;
-  const threshold = load<f32>(field(layer, FIELD_THRESHOLD));
-  const downScales = <usize>load<u32>(field(layer, FIELD_DOWN_SCALES));
+  threshold = load<f32>(field(layer, FIELD_THRESHOLD));
+  downScales = <usize>load<u32>(field(layer, FIELD_DOWN_SCALES));
+  output = out;
+  gateTrace = traceGates;
 
   // predictor: candidates |act(ĝ)| ≥ cutoff; without it every neuron is a candidate
   let candidates = hidden_dim;
@@ -343,21 +475,20 @@ export function sparseFfn(layer: i32, xq: usize, xs: usize, out: usize, gateTrac
   } else {
     allCandidates();
   }
-  const streaming = <f32>candidates >= STREAM_FRACTION * <f32>hidden_dim;
+  streaming = <f32>candidates >= STREAM_FRACTION * <f32>hidden_dim;
 
-  // one block of 32 neurons at a time, closing its down projection while its bundles are in cache
   memory.fill(out, 0, <usize>dim_pad << 2);
-  const blockBytes = stride << 5;
-  let touchSum: i32 = 0;
-  let kept = 0;
   const blocks = hidden_pad >> 5;
-  for (let b = 0; b < blocks; b++) {
-    const candidateMask = load<u32>(masks + (<usize>b << 2));
-    if (candidateMask == 0) continue;
-    if (streaming) touchSum += touchLines(bundleBase + <usize>b * blockBytes, bundleBase + <usize>(b + 1) * blockBytes);
-    kept += ffnBlock(b, candidateMask, out, downScales, threshold, gateTrace);
+  let kept = 0;
+  if (threadCount() > 1 && <i64>hidden_dim * <i64>dim >= MIN_PARALLEL_WORK) {
+    parallelSparse(publishSparseJob(), blocks, dim_pad >> 4);
+    for (let b = 0; b < blocks; b++) kept += load<i32>(blockKept + (<usize>b << 2));
+  } else {
+    // one block of 32 neurons at a time, closing its down projection while its bundles are in cache
+    for (let b = 0; b < blocks; b++) {
+      kept += gateBlock(b, load<u32>(masks + (<usize>b << 2)));
+      downBlock(b, out, 0, dim_pad);
+    }
   }
-  store<i32>(sink, touchSum);
   countNeurons(layer, candidates, kept);
 }
-
