@@ -75,8 +75,8 @@ function writeModelFiles(name, dir) {
 }
 
 /** Returns an engine that runs dormant's generate and times decode the same way as the peers do. */
-async function dormantEngine(file, precision, contextLength, promptTokens, tokens) {
-  const model = await loadModel(file, { precision, contextLength });
+async function dormantEngine(file, precision, contextLength, promptTokens, tokens, threads = 1) {
+  const model = await loadModel(file, { precision, contextLength, threads });
   return {
     kernels: model.kernels,
     run: async () => {
@@ -123,10 +123,21 @@ try {
     const settings = { contextLength, prompt: promptTokens, tokens };
 
     // Engines in the order the table lists them. A peer's `dormant` names the dormant row it is compared with.
+    // Rows whose `dormant` is set are compared with the one-thread dormant row of those weights:
+    // a peer, or dormant itself on two threads or in Chromium.
     const engines = [];
     for (const [precision, type] of [["int8", "q8_0"], ["f32", "f32"]]) {
       const engine = await dormantEngine(files[type], precision, contextLength, promptTokens, tokens);
       engines.push({ runtime: "dormant", host: `Node ${process.version}`, weights: precision, threads: 1, engine });
+    }
+    engines.push({
+      runtime: "dormant", host: `Node ${process.version}`, weights: "int8", threads: 2, dormant: "int8",
+      engine: await dormantEngine(files.q8_0, "int8", contextLength, promptTokens, tokens, 2),
+    });
+    for (const threads of [1, 2]) {
+      const engine = await browser.openDormant({ modelFile: files.q8_0, threads, contextLength, promptTokens, tokens });
+      if (engine.info.threads !== threads) notes.push(`${name}: dormant in Chromium asked for ${threads} threads ran ${engine.info.threads}: ${engine.info.threadsNote}`);
+      engines.push({ runtime: "dormant", host: "Chromium", weights: "int8", threads, dormant: "int8", engine });
     }
     const nativeModels = {};
     for (const type of ["q8_0", "f32"]) {
@@ -168,12 +179,13 @@ try {
         promptTokens: result.promptTokens ?? promptTokens.length, tokens, tokensPerSecond: median(samples[i]),
         bestTokensPerSecond: Math.max(...samples[i]), samples: samples[i],
       };
-      if (entry.runtime === "dormant") {
-        row.kernels = entry.engine.kernels;
+      if (entry.runtime === "dormant") row.kernels = entry.engine.kernels;
+      if (entry.dormant === undefined) {
         dormantRow[entry.weights] = { row, generated: result.generated };
       } else {
         const reference = dormantRow[entry.dormant];
-        row.dormantOverPeer = reference.row.tokensPerSecond / row.tokensPerSecond;
+        if (entry.runtime === "dormant") row.overDormantNode = row.tokensPerSecond / reference.row.tokensPerSecond;
+        else row.dormantOverPeer = reference.row.tokensPerSecond / row.tokensPerSecond;
         if (result.generated) row.greedyAgreement = agreement(result.generated, reference.generated);
         if (result.promptTokens !== undefined && result.promptTokens !== promptTokens.length) {
           notes.push(`${name}: wllama read the prompt as ${result.promptTokens} tokens, dormant as ${promptTokens.length}`);
@@ -204,13 +216,14 @@ console.log(`# decode tokens/s, greedy, prompt "${prompt}", median of ${runs} ru
 console.log(`# ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, Chromium ${machine.chromium}`);
 console.log(`# load average ${machine.loadAverage.before[0].toFixed(2)} before, ${machine.loadAverage.after[0].toFixed(2)} after`);
 console.log(`# ${Object.entries(versions).map(([key, value]) => `${key} ${value}`).join(", ")}`);
-console.log("| model | runtime | host | weights | threads | tokens | tokens/s | best run | dormant / peer | greedy tokens equal to dormant's |");
-console.log("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+console.log("| model | runtime | host | weights | threads | tokens | tokens/s | best run | dormant / peer | this / dormant Node 1 thread | greedy tokens equal to dormant's |");
+console.log("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 for (const row of rows) {
   const ratio = row.dormantOverPeer === undefined ? "" : `${row.dormantOverPeer.toFixed(2)}×`;
+  const speedup = row.overDormantNode === undefined ? "" : `${row.overDormantNode.toFixed(2)}×`;
   const agree = row.greedyAgreement === undefined ? "" : `${row.greedyAgreement}/${row.tokens}`;
   const host = row.kernels ? `${row.host}, ${row.kernels}` : row.host;
-  console.log(`| ${row.model} | ${row.runtime} | ${host} | ${row.weights} | ${row.threads} | ${row.tokens} | ${row.tokensPerSecond.toFixed(1)} | ${row.bestTokensPerSecond.toFixed(1)} | ${ratio} | ${agree} |`);
+  console.log(`| ${row.model} | ${row.runtime} | ${host} | ${row.weights} | ${row.threads} | ${row.tokens} | ${row.tokensPerSecond.toFixed(1)} | ${row.bestTokensPerSecond.toFixed(1)} | ${ratio} | ${speedup} | ${agree} |`);
 }
 for (const note of notes) console.log(`note: ${note}`);
 for (const error of browser.pageErrors) console.log(`page error: ${error}`);

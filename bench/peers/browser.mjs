@@ -22,7 +22,11 @@ const CHROMIUM_ARGS = [
  * and the given model folder at /models/. Resolves to { open(options), close() }.
  */
 export async function startBrowser(modelDir) {
-  const roots = { "/wllama/": wllamaPackage, "/page/": peersDir, "/models/": modelDir };
+  const repo = path.resolve(peersDir, "../..");
+  const roots = {
+    "/wllama/": wllamaPackage, "/page/": peersDir, "/models/": modelDir,
+    "/dist/": path.join(repo, "dist"), "/build/": path.join(repo, "build"),
+  };
   const plain = await serveFiles(roots, { isolated: false });
   const isolated = await serveFiles(roots, { isolated: true });
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "dormant-peers-chromium-"));
@@ -53,6 +57,29 @@ export async function startBrowser(modelDir) {
     };
   }
 
+  /**
+   * Opens a page and loads one model into dormant (int8). Two or more threads need the isolated
+   * server. Resolves to an engine: { info, run(), dispose() }.
+   */
+  async function openDormant({ modelFile, threads, contextLength, promptTokens, tokens }) {
+    const server = threads > 1 ? isolated : plain;
+    const page = await context.newPage();
+    page.on("pageerror", (error) => pageErrors.push(error.message));
+    await page.goto(`${server.url}/page/dormant.html`);
+    await page.waitForFunction(() => window.dormantReady === true);
+    const modelUrl = `/models/${path.relative(modelDir, modelFile)}`;
+    const info = await page.evaluate((options) => window.loadDormant(options), { modelUrl, threads, contextLength, promptTokens, tokens });
+    return {
+      info,
+      kernels: info.kernels,
+      run: () => page.evaluate(() => window.runDormant()),
+      dispose: async () => {
+        await page.evaluate(() => window.unloadDormant());
+        await page.close();
+      },
+    };
+  }
+
   async function close() {
     await context.close();
     await plain.close();
@@ -60,5 +87,5 @@ export async function startBrowser(modelDir) {
     fs.rmSync(profile, { recursive: true, force: true });
   }
 
-  return { open, close, pageErrors };
+  return { open, openDormant, close, pageErrors };
 }
