@@ -169,11 +169,12 @@ export function attentionRepeat(layer: i32, pos: i32, repeats: i32): void {
 
 /**
  * Prepares `count` threads (main included) in the threaded module: allocates the control block and
- * snapshots the configuration. Call after modelInit and before starting the workers. Returns the
- * control pointer each worker passes to threadRun, or 0 (unthreaded module, over budget, bad count).
+ * snapshots the configuration. mayBlock is 0 when the calling thread must not block (a browser
+ * page). Call after modelInit and before starting the workers. Returns the control pointer each
+ * worker passes to threadRun, or 0 (unthreaded module, over budget, bad count).
  */
-export function threadsInit(count: i32): usize {
-  return initThreads(count);
+export function threadsInit(count: i32, mayBlock: i32): usize {
+  return initThreads(count, mayBlock);
 }
 
 /** Bytes threadsInit() allocates. */

@@ -10,13 +10,17 @@
 //   control + 64   done        i32, workers that finished the current job
 //   control + 128  sleepers    i32, workers blocked in memory.atomic.wait32
 //   control + 132  started     i32, workers that entered threadRun (the host waits for all)
+//   control + 136  waiting     i32, 1 while the main thread is blocked waiting for `done`
 //   control + 192  job kind, thread count, then JOB_ARGS argument slots (i32 or f32)
 //   control + 320  configuration snapshot, CONFIG_FIELDS i32
 //
 // One job is one barrier: the main thread publishes it, computes slice 0 itself and spins until
 // every worker has counted itself done. Workers spin for a while after a job, because the next
 // matrix follows within microseconds, and then sleep in memory.atomic.wait32 so an idle model
-// costs no CPU. The main thread never waits in wasm: browsers forbid blocking the page's thread.
+// costs no CPU. When the machine has more busy threads than cores, a worker can lose its core
+// for a whole scheduler slice, and a main thread spinning for it would keep the core from it:
+// so after a short spin the main thread sleeps too, where it may (not on a browser page's
+// thread, which must not block; the host says which at threadsInit).
 //
 // Slices split rows on 4-row group boundaries (heads, for attention) and each output element is
 // computed by one thread with the same kernel and the same f32 steps, so results are bit-identical
@@ -36,6 +40,7 @@ const GENERATION: usize = 0;
 const DONE: usize = 64;
 const SLEEPERS: usize = 128;
 const STARTED: usize = 132;
+const WAITING: usize = 136;
 const KIND: usize = 192;
 const COUNT: usize = 196;
 const ARGS: usize = 200;
@@ -62,11 +67,23 @@ export const MAX_THREADS: i32 = 64;
  */
 export const MIN_PARALLEL_WORK: i64 = 1 << 16;
 
-/** Spin iterations before a worker sleeps: long enough to bridge the host's sampling between tokens. */
-const SPIN_LIMIT: i32 = 1 << 20;
+/**
+ * Spin iterations (atomic loads, about a nanosecond each) before a worker sleeps: tens of
+ * microseconds, which bridge the gaps between the matrices of a token but not the host's work
+ * between tokens, so an idle model stops using CPU at once.
+ */
+const WORKER_SPIN_LIMIT: i32 = 1 << 16;
+
+/** Spin iterations before a main thread that may block sleeps until the workers are done. */
+const MAIN_SPIN_LIMIT: i32 = 1 << 14;
+
+/** Longest single sleep of the main thread, in nanoseconds; it rechecks the counter after it. */
+const MAIN_WAIT_NS: i64 = 1_000_000;
 
 let control: usize = 0;
 let threads: i32 = 1;
+/** Whether the main thread may block in memory.atomic.wait32 (not on a browser page's thread). */
+let mainMayBlock: bool = false;
 
 /** Offset of the started counter in the control block, for the host. */
 export const STARTED_OFFSET: i32 = <i32>STARTED;
@@ -81,8 +98,9 @@ export function threadCount(): i32 {
  * the workers adopt. Call after modelInit. Returns the control pointer, 0 when over budget or
  * when this module was built without threads.
  */
-export function threadsInit(count: i32): usize {
+export function threadsInit(count: i32, mayBlock: i32): usize {
   if (!ASC_FEATURE_THREADS || count < 2 || count > MAX_THREADS) return 0;
+  mainMayBlock = mayBlock != 0;
   if (control == 0) control = arenaAlloc(CONTROL_BYTES);
   if (control == 0) return 0;
   const config = control + CONFIG;
@@ -182,8 +200,18 @@ function runJob(kind: i32): void {
     atomic.add<i32>(control + GENERATION, 1);
     if (atomic.load<i32>(control + SLEEPERS) > 0) atomic.notify(control + GENERATION, threads - 1);
     runSlice(kind, 0, threads);
-    while (atomic.load<i32>(control + DONE) < threads - 1) {
-      // spin: the page's main thread may not block
+    let spins = 0;
+    while (true) {
+      const done = atomic.load<i32>(control + DONE);
+      if (done >= threads - 1) break;
+      if (mainMayBlock && ++spins >= MAIN_SPIN_LIMIT) {
+        // a worker that counts itself done after this store sees it and notifies; one that
+        // counted before it changed `done`, so the wait returns at once
+        atomic.store<i32>(control + WAITING, 1);
+        atomic.wait<i32>(control + DONE, done, MAIN_WAIT_NS);
+        atomic.store<i32>(control + WAITING, 0);
+        spins = 0;
+      }
     }
   }
 }
@@ -208,7 +236,7 @@ export function threadRun(controlPointer: usize, id: i32): void {
     let spins = 0;
     let generation = atomic.load<i32>(control + GENERATION);
     while (generation == seen) {
-      if (++spins >= SPIN_LIMIT) {
+      if (++spins >= WORKER_SPIN_LIMIT) {
         // a job published after this increment finds a sleeper and notifies; one published
         // before it changed the generation, so the wait returns at once
         atomic.add<i32>(control + SLEEPERS, 1);
@@ -226,6 +254,7 @@ export function threadRun(controlPointer: usize, id: i32): void {
     }
     runSlice(kind, id, threads);
     atomic.add<i32>(control + DONE, 1);
+    if (atomic.load<i32>(control + WAITING) != 0) atomic.notify(control + DONE, 1);
   }
 }
 

@@ -188,6 +188,7 @@ const benchOptions: OptionSpecs = {
   runs: { kind: "integer", help: "timed runs per figure after one warm-up (default 3)" },
   tokens: { kind: "integer", help: "tokens per decode run (default 32)" },
   threads: { kind: "string", help: "comma-separated thread counts (default 1)" },
+  keep: { kind: "string", help: "comma-separated fractions of FFN neurons kept, 1 = dense (default 1); below 1 runs int8 with a random predictor" },
   out: { kind: "string", help: "also write the rows as JSON to this file" },
   json: modelOptions.json,
   quiet: modelOptions.quiet,
@@ -877,9 +878,10 @@ async function runBenchCommand(args: ParsedArgs): Promise<void> {
     runs: (options.runs as number | undefined) ?? 3,
     tokens: (options.tokens as number | undefined) ?? 32,
     threads,
-    load: (name, precision, contextLength, threadCount) => name === "stories260K"
-      ? loadModel(name, { precision, contextLength, sparsity: null, threads: threadCount })
-      : createModel(benchModelFile(name), { precision, contextLength, sparsity: null, threads: threadCount }),
+    keep: commaList("bench", "keep", options.keep as string | undefined, ["1"]).map(Number),
+    load: (name, precision, contextLength, threadCount, sparsity) => name === "stories260K"
+      ? loadModel(name, { precision, contextLength, sparsity, threads: threadCount })
+      : createModel(benchModelFile(name), { precision, contextLength, sparsity, threads: threadCount }),
     onProgress: options.quiet || options.json ? undefined : (label) => stderr.write(`bench: ${label}\n`),
   });
   if (options.out) await writeFileAtomic(options.out as string, new TextEncoder().encode(`${JSON.stringify(rows, null, 2)}\n`));
@@ -892,7 +894,7 @@ const flagNames: Record<string, string> = {
   topP: "--top-p", topK: "--top-k", minP: "--min-p", temperature: "--temperature", seed: "--seed",
   repetitionPenalty: "--repeat-penalty", maxTokens: "--max-tokens", steps: "--steps",
   contextLength: "--context", precision: "--precision", kernels: "--kernels", mode: "--mode",
-  sparsity: "--sparsity", rank: "--rank", threads: "--threads", recall: "--recall", models: "--models", runs: "--runs", tokens: "--tokens",
+  sparsity: "--sparsity", rank: "--rank", threads: "--threads", recall: "--recall", models: "--models", runs: "--runs", keep: "--keep", tokens: "--tokens",
   evalTokens: "--eval-tokens", sparsities: "--sparsities", windows: "--windows",
 };
 

@@ -26,4 +26,5 @@ export type { WorkerLoadOptions } from "./worker.js";
 export type { LlamaConfig, ModelFile, TensorData, Vocab } from "./types.js";
 export type { KernelChoice, KernelVariant } from "./wasm.js";
 export { SYNTHETIC_SHAPES, syntheticModel } from "./synthetic.js";
+export { forcedSparsity } from "./bench.js";
 export type { SyntheticShape } from "./synthetic.js";

@@ -83,7 +83,8 @@ export class ThreadPool {
    * `source` names the model in errors.
    */
   static async start(wasm: DormantExports, module: WebAssembly.Module, count: number, source: string, scriptUrl: URL): Promise<ThreadPool> {
-    const control = wasm.threadsInit(count) >>> 0;
+    // a browser page's thread may not block in Atomics.wait; Node, Deno and workers may
+    const control = wasm.threadsInit(count, env.isBrowser ? 0 : 1) >>> 0;
     if (control === 0) {
       throw new WasmError(`loadModel: ${source}: the thread control block does not fit the reserved budget`, {
         source, field: "memory", actual: "over budget", expected: "room for the thread control block",

@@ -47,7 +47,7 @@ export interface DormantExports {
   forwardBlock(n: number, pos0: number, allLogits: number): number;
   classifierRepeat(repeats: number): void;
   attentionRepeat(layer: number, pos: number, repeats: number): void;
-  threadsInit(count: number): number;
+  threadsInit(count: number, mayBlock: number): number;
   threadsBytes(): number;
   threadRun(control: number, id: number): void;
   threadsStop(): void;

@@ -192,6 +192,26 @@ describe("dormant bench", () => {
     expect(Object.keys(rows[0].ms_per_token).sort()).toEqual(["attention", "classifier", "ffn", "other"]);
   });
 
+  it("runs each kept fraction and thread count as its own row", async () => {
+    const run = await dormant([
+      "bench", "--models", "stories260K", "--precision", "int8,f32", "--keep", "1,0.5", "--threads", "1,2", "--runs", "1", "--tokens", "4", "--json",
+    ]);
+    expect(run.status, run.stderr).toBe(0);
+    const { rows } = JSON.parse(run.stdout);
+    // f32 runs dense only: int8 keep 1 and 0.5, f32 keep 1, each on 1 and 2 threads
+    expect(rows.map((row: { precision: string; keep: number; threads: number }) => `${row.precision} ${row.keep} ${row.threads}`)).toEqual([
+      "int8 1 1", "int8 1 2", "int8 0.5 1", "int8 0.5 2", "f32 1 1", "f32 1 2",
+    ]);
+    const sparse = rows[2];
+    expect(sparse.kept_fraction).toBeGreaterThan(0.2);
+    expect(sparse.kept_fraction).toBeLessThan(0.8);
+    expect(rows[0].kept_fraction).toBe(1);
+  });
+
+  it("rejects a kept fraction outside (0, 1]", async () => {
+    expectFailure(await dormant(["bench", "--keep", "0"]), 2, "bench: option --keep is 0, expected fractions in (0, 1]");
+  });
+
   it("rejects an unknown model", async () => {
     expectFailure(await dormant(["bench", "--models", "gpt4"]), 2,
       'bench: option --models is "gpt4", expected one of stories260K, stories15M, stories110M, llama-1b');
