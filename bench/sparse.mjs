@@ -1,12 +1,12 @@
 // Sparse FFN speed on a stories110M-shaped model with random weights: FFN time and decode
 // tokens/s with a fixed fraction of neurons kept, against the dense int8 model.
 //
-//   npm run build && node bench/sparse.mjs [--runs 5] [--tokens 32]
+//   npm run build && node bench/sparse.mjs [--runs 5] [--tokens 32] [--threads 1]
 //
 // Random weights give no meaningful predictor, so the predictor here is random too, though its
-// cost of rank × (dim + hidden_dim) multiply-adds is real. Its cutoff makes the candidate set
-// 10% larger than the kept set, and τ_l makes the kept fraction hit the target. The
-// quality of the predictor is measured on the real model by `dormant eval`, not here.
+// cost of rank × (dim + hidden_dim) multiply-adds is real (forcedSparsity in src/bench.ts). Its
+// cutoff makes the candidate set 10% larger than the kept set, and τ_l makes the kept fraction
+// hit the target. The quality of the predictor is measured on the real model by `dormant eval`.
 //
 // FFN time is cold-cache: every pass runs the 12 layers in turn, as decode does, on the traced
 // inputs of one of INPUT_POSITIONS positions in rotation. Each input selects other neurons, so
@@ -15,7 +15,7 @@
 // alternate with the dense model's, and the ratios compare those pairs.
 
 import os from "node:os";
-import { createModel } from "../dist/index.js";
+import { createModel, forcedSparsity } from "../dist/index.js";
 import { SHAPES, syntheticModel } from "./synthetic.mjs";
 
 const args = process.argv.slice(2);
@@ -25,7 +25,7 @@ const option = (name, fallback) => {
 };
 const runs = option("runs", 5);
 const tokens = option("tokens", 32);
-const RANK = 96;
+const threads = option("threads", 1);
 const KEEP = [0.5, 0.3, 0.1];
 /** Positions whose FFN inputs the cold passes rotate through. */
 const INPUT_POSITIONS = 8;
@@ -37,27 +37,6 @@ const median = (values) => {
   const middle = sorted.length >> 1;
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 };
-
-const silu = (v) => v / (1 + Math.exp(-v));
-
-/** Value below which a `fraction` of `values` falls. */
-function quantile(values, fraction) {
-  const sorted = Float64Array.from(values).sort();
-  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))];
-}
-
-function randomPredictor(shape, seed) {
-  let state = seed;
-  const random = () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 31 - 1;
-  };
-  const fill = (n, scale) => Float32Array.from({ length: n }, () => random() * scale);
-  return {
-    down: Array.from({ length: shape.n_layers }, () => fill(RANK * shape.dim, 0.05)),
-    up: Array.from({ length: shape.n_layers }, () => fill(shape.hidden_dim * RANK, 0.05)),
-  };
-}
 
 /** Tokens/s of one greedy generation from BOS. */
 async function decodeSpeed(model) {
@@ -99,57 +78,24 @@ async function measurePair(model) {
   };
 }
 
-/** Cutoffs giving 1.1 · keep candidates and thresholds keeping `keep`, fitted on the first input. */
-function settings(shape, predictor, inputs, gates, keep) {
-  const cutoffs = new Float32Array(shape.n_layers);
-  const thresholds = new Float32Array(shape.n_layers);
-  for (let l = 0; l < shape.n_layers; l++) {
-    const z = new Float64Array(RANK);
-    for (let r = 0; r < RANK; r++) {
-      let sum = 0;
-      for (let i = 0; i < shape.dim; i++) sum += predictor.down[l][r * shape.dim + i] * inputs[l][i];
-      z[r] = sum;
-    }
-    const predicted = new Float64Array(shape.hidden_dim);
-    for (let j = 0; j < shape.hidden_dim; j++) {
-      let sum = 0;
-      for (let r = 0; r < RANK; r++) sum += predictor.up[l][j * RANK + r] * z[r];
-      predicted[j] = Math.abs(silu(sum));
-    }
-    const candidateFraction = Math.min(1, keep * 1.1);
-    cutoffs[l] = quantile(predicted, 1 - candidateFraction);
-    const candidateMagnitudes = [];
-    for (let j = 0; j < shape.hidden_dim; j++) if (predicted[j] >= cutoffs[l]) candidateMagnitudes.push(Math.abs(silu(gates[l][j])));
-    thresholds[l] = quantile(candidateMagnitudes, 1 - keep / candidateFraction);
-  }
-  return { cutoffs, thresholds };
-}
-
 const shape = SHAPES.stories110M;
 const file = syntheticModel("stories110M", shape);
-const options = { precision: "int8", contextLength: Math.max(tokens, INPUT_POSITIONS + 3) + 16 };
+const options = { precision: "int8", contextLength: Math.max(tokens, INPUT_POSITIONS + 3) + 16, threads };
 
 const dense = await createModel(file, { ...options, sparsity: null });
 // FFN inputs and gates of every layer at positions 3, 4, ... of a fixed token sequence
 const sequence = [1, 500, 9000, 1234, 77, 4242, 31000, 8, 900, 15000, 2222];
 for (let pos = 0; pos < 3; pos++) dense.step(sequence[pos], pos);
 const inputSets = [];
-let gates = null;
 for (let pos = 3; pos < 3 + INPUT_POSITIONS; pos++) {
   const traced = dense.traceStep(sequence[pos % sequence.length], pos);
   inputSets.push(Array.from({ length: shape.n_layers }, (_, l) => traced.ffnInput(l).slice()));
-  gates ??= Array.from({ length: shape.n_layers }, (_, l) => traced.gate(l).slice());
 }
 
-const predictor = randomPredictor(shape, 7);
 const rows = [];
 const denseSamples = { ffn: [], decode: [] };
 for (const keep of KEEP) {
-  const { cutoffs, thresholds } = settings(shape, predictor, inputSets[0], gates, keep);
-  const sparse = await createModel(file, {
-    ...options,
-    sparsity: { rank: RANK, thresholds, cutoffs, predictorDown: predictor.down, predictorUp: predictor.up },
-  });
+  const sparse = await createModel(file, { ...options, sparsity: forcedSparsity(dense, keep) });
   sparse.resetStats();
   for (let pass = 0; pass < inputSets.length; pass++) ffnPass(sparse, pass);
   const layers = sparse.layerStats();
@@ -162,8 +108,8 @@ for (const keep of KEEP) {
   sparse.dispose();
 }
 
-console.log(`# sparse FFN, stories110M shape (dim ${shape.dim}, hidden ${shape.hidden_dim}, ${shape.n_layers} layers), int8, one thread`);
-console.log(`# ${os.cpus()[0].model}, Node ${process.version}, predictor rank ${RANK}, medians of ${runs} runs, ${INPUT_POSITIONS} inputs in rotation`);
+console.log(`# sparse FFN, stories110M shape (dim ${shape.dim}, hidden ${shape.hidden_dim}, ${shape.n_layers} layers), int8, ${dense.stats().threads} thread(s)`);
+console.log(`# ${os.cpus()[0].model}, Node ${process.version}, predictor rank 96, medians of ${runs} runs, ${INPUT_POSITIONS} inputs in rotation`);
 console.log("# ratios against the dense model measured in alternation with each setting");
 console.log("setting              candidates  kept   FFN ms/token  FFN ratio  decode tok/s  decode ratio");
 console.log(`dense int8           1.000       1.000  ${median(denseSamples.ffn).toFixed(3).padStart(12)}  ${"1.00".padStart(9)}  ${median(denseSamples.decode).toFixed(1).padStart(12)}  ${"1.00".padStart(12)}`);
