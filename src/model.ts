@@ -602,13 +602,22 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
   if (threads > 1 && budget <= available) {
     const { threadsUnavailable } = await import("./threads.js");
     const reason = threadsUnavailable();
-    const threaded = reason === null ? await instantiateThreaded(variant, budget + 1024 * 1024) : null;
-    if (threaded) {
-      wasm = threaded.exports;
-      threadModule = threaded.module;
-    } else {
-      threadsNote = `1 of ${threads} threads runs: ${reason ?? "this engine rejects the threaded module (WebAssembly threads)"}`;
+    let failure = reason;
+    if (failure === null) {
+      try {
+        const threaded = await instantiateThreaded(variant, budget + 1024 * 1024);
+        if (threaded) {
+          wasm = threaded.exports;
+          threadModule = threaded.module;
+        } else {
+          failure = "this engine rejects the threaded module (WebAssembly threads)";
+        }
+      } catch (error) {
+        // such as a page that serves dist/dormant.single.js without build/
+        failure = (error as Error).message;
+      }
     }
+    if (failure !== null) threadsNote = `1 of ${threads} threads runs: ${failure}`;
   }
   if (budget > available || wasm.reserve(budget) !== 1) {
     throw new WasmError(

@@ -138,6 +138,22 @@ describe("threads errors", () => {
     );
   });
 
+  it("an unreadable threaded module leaves one thread and a note", async () => {
+    const { setKernelModules } = await import("../src/wasm.js");
+    const missing = new URL("./no-such-module.wasm", import.meta.url);
+    setKernelModules({ "simd128-threads": missing, "relaxed-simd-threads": missing });
+    try {
+      const model = await load(gqa, { threads: 2 });
+      expect(model.stats().threads).toBe(1);
+      expect(model.stats().threadsNote).toMatch(/^1 of 2 threads runs: loadModel: .*no-such-module\.wasm: wasm module could not be read/);
+    } finally {
+      setKernelModules({
+        "simd128-threads": new URL("../build/dormant-threads.wasm", import.meta.url),
+        "relaxed-simd-threads": new URL("../build/dormant-threads-relaxed.wasm", import.meta.url),
+      });
+    }
+  });
+
   it("threadUrl of the wrong type is rejected", async () => {
     await expect(createModel(syntheticModel(gqa, 7), { threads: 2, threadUrl: 42 as unknown as string })).rejects.toThrow(
       "loadModel: option threadUrl is number, expected a URL or a URL string",
