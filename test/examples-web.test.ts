@@ -2,12 +2,11 @@
 // folder on 127.0.0.1, and the page loads stories260K in a worker and streams a story.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium, type BrowserContext } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { launchChromium, type Chromium } from "./helpers/browser.js";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const modelsDirectory = fileURLToPath(new URL("../../shared/models", import.meta.url));
@@ -25,8 +24,7 @@ interface ExampleState {
 let server: ChildProcess | undefined;
 let origin = "";
 let serverErrors = "";
-let context: BrowserContext | undefined;
-let profileDirectory = "";
+let browser: Chromium | undefined;
 const requests: string[] = [];
 
 /** Starts serve.mjs on a free port and resolves with its address from the first stdout line. */
@@ -50,27 +48,19 @@ function startServer(): Promise<string> {
 
 beforeAll(async () => {
   origin = await startServer();
-  profileDirectory = mkdtempSync(join(tmpdir(), "dormant-example-web-"));
-  context = await chromium.launchPersistentContext(profileDirectory, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync",
-    ],
-  });
-  context.on("request", (request) => requests.push(request.url()));
+  browser = await launchChromium();
+  browser.context.on("request", (request) => requests.push(request.url()));
 }, 30_000);
 
 afterAll(async () => {
-  await context?.close();
-  if (profileDirectory) rmSync(profileDirectory, { recursive: true, force: true });
+  await browser?.close();
   server?.kill("SIGTERM");
 });
 
 describe("examples/web", () => {
   test("streams a story", async () => {
-    const page = context!.pages()[0] ?? (await context!.newPage());
+    const context = browser!.context;
+    const page = context.pages()[0] ?? (await context.newPage());
     const pageErrors: string[] = [];
     page.on("pageerror", (error) => pageErrors.push(error.message));
     await page.goto(`${origin}/?seed=7`);

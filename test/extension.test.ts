@@ -9,13 +9,13 @@ import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium, type BrowserContext, type CDPSession, type Page } from "playwright-core";
+import type { BrowserContext, CDPSession, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { launchChromium, listen, startStaticServer, type Chromium, type StaticServer } from "./helpers/browser.js";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const modelPath = fileURLToPath(new URL("../../shared/models/stories260K.gguf", import.meta.url));
 const screenshotPath = join(repo, "test", "out", "extension.png");
-const chromiumPath = "/usr/bin/chromium";
 
 const SELECTED = "Once upon a time, there was a little girl";
 const BEFORE = "A story to continue: ";
@@ -59,27 +59,19 @@ interface ContinueResult {
 let workDirectory = "";
 let extensionDirectory = "";
 let buildOutput = "";
-let pageServer: Server;
+let pageServer: StaticServer | undefined;
 let pageOrigin = "";
 /** Chromium sends every request for a host other than loopback to this proxy, which logs and refuses it. */
 let proxyServer: Server;
 const proxied: string[] = [];
 /** URLs the page requested. Playwright reports no requests of the offscreen document and its worker. */
 const requests: string[] = [];
+let browser: Chromium | undefined;
 let context: BrowserContext;
 let browserSession: CDPSession;
 let extensionId = "";
 let commands: { name?: string; shortcut?: string }[] = [];
 let page: Page;
-
-function listen(server: Server): Promise<string> {
-  return new Promise((done) => {
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      done(`http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`);
-    });
-  });
-}
 
 /** Clicks the extension's toolbar button for the test page's tab, as a user would. */
 async function clickAction(): Promise<void> {
@@ -129,11 +121,8 @@ beforeAll(async () => {
   if (build.status !== 0) throw new Error(`build.mjs exited with ${build.status}: ${build.stderr}`);
   buildOutput = build.stdout;
 
-  pageServer = createServer((request, response) => {
-    if (request.url === "/") response.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(PAGE);
-    else response.writeHead(404, { "content-type": "text/plain" }).end("not found");
-  });
-  pageOrigin = await listen(pageServer);
+  pageServer = await startStaticServer({}, { pages: { "/": PAGE } });
+  pageOrigin = pageServer.origin;
   proxyServer = createServer((request, response) => {
     proxied.push(request.url ?? "");
     response.writeHead(403).end();
@@ -146,31 +135,29 @@ beforeAll(async () => {
 
   // With Chromium 156, headless: true (Playwright passes --headless) is the new headless mode,
   // which loads extensions. --enable-unsafe-extension-debugging enables the CDP Extensions domain.
-  context = await chromium.launchPersistentContext(join(workDirectory, "profile"), {
-    executablePath: chromiumPath,
-    headless: true,
+  browser = await launchChromium({
     args: [
       `--disable-extensions-except=${extensionDirectory}`, `--load-extension=${extensionDirectory}`,
       "--enable-unsafe-extension-debugging", `--proxy-server=${proxyOrigin}`,
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync",
     ],
   });
+  context = browser.context;
   context.on("request", (request) => requests.push(request.url()));
   const serviceWorker = context.serviceWorkers()[0] ?? (await context.waitForEvent("serviceworker", { timeout: 10_000 }));
   extensionId = new URL(serviceWorker.url()).host;
   type Commands = { commands: { getAll(): Promise<typeof commands> } };
   commands = await serviceWorker.evaluate(() => (globalThis as unknown as { chrome: Commands }).chrome.commands.getAll());
-  const browser = context.browser();
-  if (!browser) throw new Error("the persistent context has no browser to open a CDP session on");
-  browserSession = await browser.newBrowserCDPSession();
+  const contextBrowser = context.browser();
+  if (!contextBrowser) throw new Error("the persistent context has no browser to open a CDP session on");
+  browserSession = await contextBrowser.newBrowserCDPSession();
   page = context.pages()[0] ?? (await context.newPage());
   await page.goto(`${pageOrigin}/`);
 }, 30_000);
 
 afterAll(async () => {
-  await context?.close();
-  await Promise.all([pageServer, proxyServer].map((server) => new Promise((done) => (server ? server.close(done) : done(undefined)))));
+  await browser?.close();
+  await pageServer?.close();
+  await new Promise((done) => (proxyServer ? proxyServer.close(done) : done(undefined)));
   if (workDirectory) rmSync(workDirectory, { recursive: true, force: true });
 });
 

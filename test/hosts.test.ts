@@ -6,15 +6,14 @@
 
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFileSync, readdirSync, statSync, mkdtempSync, rmSync, createReadStream } from "node:fs";
+import { readFileSync, readdirSync, statSync, createReadStream } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import { tmpdir } from "node:os";
-import { join, resolve, sep } from "node:path";
+import { createServer } from "node:http";
+import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { chromium, type BrowserContext } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { readModelSource, type SourceProgress } from "../src/source.js";
+import { contentType, launchChromium, startStaticServer, type Chromium, type StaticRequest, type StaticServer } from "./helpers/browser.js";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const shared = fileURLToPath(new URL("../../shared", import.meta.url));
@@ -27,7 +26,6 @@ const vocabNames = readdirSync(fixturesDirectory)
   .map((file) => /^ggml-vocab-(.+)\.gguf\.out$/.exec(file)?.[1])
   .filter((name): name is string => name !== undefined)
   .sort();
-const chromiumPath = "/usr/bin/chromium";
 const nodeMajor = Number(process.versions.node.split(".")[0]);
 
 interface GreedyRun {
@@ -67,85 +65,56 @@ type TokenizerProbe = (
   dormant: unknown, readFixture: (file: string) => Promise<Uint8Array>, names: string[], host: string,
 ) => Promise<TokenizerResult>;
 
-const types: Record<string, string> = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".wasm": "application/wasm",
-  ".gguf": "application/octet-stream",
-  ".bin": "application/octet-stream",
-  ".inp": "text/plain; charset=utf-8",
-  ".out": "text/plain; charset=utf-8",
-};
-
-/** URL prefixes of the test server and the folders they serve. */
+/**
+ * URL prefixes of the test server and the folders they serve. "/plain/", "/chunked/" and
+ * "/truncated/" serve the models folder too: "/chunked/" sends no Content-Length, and
+ * "/truncated/" closes the connection after 1000 bytes.
+ */
 const mounts: Record<string, string> = {
   "/dist/": join(repo, "dist"),
   "/build/": join(repo, "build"),
   "/hosts/": join(repo, "test", "hosts"),
   "/models/": modelsDirectory,
+  "/plain/": modelsDirectory,
+  "/chunked/": modelsDirectory,
+  "/truncated/": modelsDirectory,
   "/tokenizers/": fixturesDirectory,
 };
 
-/** Paths the server was asked for, in order. */
-const served: string[] = [];
 /** URLs Chromium requested, from the page and the worker. */
 const browserRequests: string[] = [];
 const results = new Map<string, HostResult>();
 const tokenizerResults = new Map<string, TokenizerResult>();
-let server: Server;
+let server: StaticServer;
+/** Paths the server received, in order. */
+let served: string[] = [];
 let origin = "";
-let context: BrowserContext | undefined;
-let profileDirectory = "";
+let browser: Chromium | undefined;
 let errorsInBrowser: string[] = [];
 let singleServed: string[] = [];
 let singleResult: { kernels: string; last: number[] } | undefined;
 
-/** Maps a URL path to a file under one of the mounts, or undefined outside them. */
-function fileFor(urlPath: string): string | undefined {
-  // "/plain/", "/chunked/" and "/truncated/" serve the models folder too. "/chunked/" sends no
-  // Content-Length, and "/truncated/" closes the connection after 1000 bytes.
-  const path = decodeURIComponent(urlPath.replace(/^\/(plain|chunked|truncated)\//, "/models/"));
-  for (const [prefix, directory] of Object.entries(mounts)) {
-    if (!path.startsWith(prefix)) continue;
-    const file = resolve(directory, path.slice(prefix.length));
-    return file.startsWith(directory + sep) ? file : undefined;
+/** Sends the "/chunked/" and "/truncated/" responses, and returns false for other paths so the static server sends those. */
+function serveCut({ response, url, file }: StaticRequest): boolean {
+  const chunked = url.pathname.startsWith("/chunked/");
+  if (!(chunked || url.pathname.startsWith("/truncated/"))) return false;
+  const size = file === undefined ? undefined : statSync(file, { throwIfNoEntry: false });
+  if (!file || !size?.isFile()) return false;
+  if (chunked) {
+    // No Content-Length: the body arrives with chunked transfer encoding.
+    response.writeHead(200, { "content-type": contentType(file) });
+    createReadStream(file).pipe(response);
+  } else {
+    response.writeHead(200, { "content-type": contentType(file), "content-length": String(size.size) });
+    response.write(readFileSync(file).subarray(0, 1000), () => response.destroy());
   }
-  return undefined;
+  return true;
 }
 
-function startServer(): Promise<void> {
-  server = createServer((request, response) => {
-    const urlPath = new URL(request.url ?? "/", "http://127.0.0.1").pathname;
-    served.push(urlPath);
-    const file = fileFor(urlPath);
-    let size: number;
-    try {
-      if (file === undefined || request.method !== "GET") throw new Error("not served");
-      size = statSync(file).size;
-    } catch {
-      response.writeHead(404, { "content-type": "text/plain" }).end("not found");
-      return;
-    }
-    const type = types[file.slice(file.lastIndexOf("."))] ?? "application/octet-stream";
-    if (urlPath.startsWith("/chunked/")) {
-      // No Content-Length: the body arrives with chunked transfer encoding.
-      response.writeHead(200, { "content-type": type });
-      createReadStream(file).pipe(response);
-    } else if (urlPath.startsWith("/truncated/")) {
-      response.writeHead(200, { "content-type": type, "content-length": String(size) });
-      response.write(readFileSync(file).subarray(0, 1000), () => response.destroy());
-    } else {
-      response.writeHead(200, { "content-type": type, "content-length": String(size), "cache-control": "no-store" });
-      createReadStream(file).pipe(response);
-    }
-  });
-  return new Promise((done) => {
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      origin = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
-      done();
-    });
-  });
+async function startServer(): Promise<void> {
+  server = await startStaticServer(mounts, { headers: { "cache-control": "no-store" }, handle: serveCut });
+  served = server.served;
+  origin = server.origin;
 }
 
 /** Runs a script of test/hosts in Deno, with read access to the repository and shared folder only. */
@@ -174,15 +143,8 @@ function runDeno<T>(script: string, ...scriptArgs: string[]): Promise<T> {
  * then the tokenizer probe in the main thread and in a worker.
  */
 async function runChromium(): Promise<[HostResult, HostResult, TokenizerResult, TokenizerResult]> {
-  profileDirectory = mkdtempSync(join(tmpdir(), "dormant-chromium-"));
-  context = await chromium.launchPersistentContext(profileDirectory, {
-    executablePath: chromiumPath,
-    headless: true,
-    args: [
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
+  const context = browser.context;
   context.on("request", (request) => browserRequests.push(request.url()));
   const page = context.pages()[0] ?? (await context.newPage());
   const pageErrors: string[] = [];
@@ -215,7 +177,7 @@ beforeAll(async () => {
     const tokenizers = await runDeno<TokenizerResult>("deno-tokenizer-probe.js", fixturesDirectory, vocabNames.join(","));
     return [result, tokenizers] as const;
   });
-  const browser = runChromium();
+  const chromiumRun = runChromium();
   const dormant: unknown = await import(pathToFileURL(join(repo, "dist", "index.js")).href);
   const { probeHost } = (await import(pathToFileURL(join(repo, "test", "hosts", "probe.js")).href)) as { probeHost: Probe };
   const { probeTokenizers } = (await import(pathToFileURL(join(repo, "test", "hosts", "tokenizer-probe.js")).href)) as {
@@ -228,7 +190,7 @@ beforeAll(async () => {
   const [denoResult, denoTokenizers] = await deno;
   results.set("deno", denoResult);
   tokenizerResults.set("deno", denoTokenizers);
-  const [main, worker, tokenizersMain, tokenizersWorker] = await browser;
+  const [main, worker, tokenizersMain, tokenizersWorker] = await chromiumRun;
   results.set("chromium", main);
   results.set("worker", worker);
   tokenizerResults.set("chromium", tokenizersMain);
@@ -236,9 +198,8 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  await context?.close();
-  if (profileDirectory) rmSync(profileDirectory, { recursive: true, force: true });
-  await new Promise((done) => server?.close(done));
+  await browser?.close();
+  await server?.close();
 });
 
 const short = (hash: string) => hash.slice(0, 16);

@@ -3,12 +3,10 @@
 // server on 127.0.0.1, and every request it makes must stay there.
 
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium, type BrowserContext } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { splitDocuments } from "../src/eval/perplexity.js";
 import { escapeXml, formatTick, renderChart } from "../src/eval/svg.js";
@@ -16,6 +14,7 @@ import { readModelFile } from "../src/formats/index.js";
 import { createModel } from "../src/model.js";
 import { collectActivations, fitSparsity } from "../src/sparsity/calibrate.js";
 import { writeSparsityGGUF } from "../src/sparsity/format.js";
+import { launchChromium, startStaticServer, type Chromium, type StaticServer } from "./helpers/browser.js";
 
 const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
 const GGUF = fileURLToPath(new URL("../../shared/models/stories260K.gguf", import.meta.url));
@@ -84,10 +83,9 @@ describe("renderChart", () => {
 });
 
 describe("dormant inspect", () => {
-  let server: Server;
+  let server: StaticServer | undefined;
   let origin = "";
-  let context: BrowserContext | undefined;
-  let profileDirectory = "";
+  let browser: Chromium | undefined;
   let summary: {
     report: string;
     svg: string[];
@@ -111,22 +109,13 @@ describe("dormant inspect", () => {
     ]);
     summary = JSON.parse(run.stdout);
 
-    server = createServer((request, response) => {
-      if (request.url === "/report.html") {
-        response.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(readFileSync(reportPath));
-      } else {
-        response.writeHead(404, { "content-type": "text/plain" }).end("not found");
-      }
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const address = server.address();
-    origin = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+    server = await startStaticServer({}, { pages: { "/report.html": readFileSync(reportPath) } });
+    origin = server.origin;
   }, 120_000);
 
   afterAll(async () => {
-    await context?.close();
-    if (profileDirectory) rmSync(profileDirectory, { recursive: true, force: true });
-    await new Promise((resolve) => server?.close(resolve));
+    await browser?.close();
+    await server?.close();
   });
 
   it("writes the report and svg files", () => {
@@ -157,12 +146,8 @@ describe("dormant inspect", () => {
   });
 
   it("opens in Chromium without network requests", async () => {
-    profileDirectory = mkdtempSync(join(tmpdir(), "dormant-inspect-chromium-"));
-    context = await chromium.launchPersistentContext(profileDirectory, {
-      executablePath: "/usr/bin/chromium",
-      headless: true,
-      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    });
+    browser = await launchChromium();
+    const context = browser.context;
     const requests: string[] = [];
     context.on("request", (request) => requests.push(request.url()));
     const page = await context.newPage();

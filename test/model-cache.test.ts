@@ -4,15 +4,15 @@
 // entries. A cut download continues with `Range: bytes=N-`. Node runs the Range cases through
 // readModelSource, and checks that it has no cache.
 
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { tmpdir } from "node:os";
-import { join, resolve, sep } from "node:path";
+import { readFileSync, statSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type * as Dormant from "../src/index.js";
 import { readModelSource, type SourceProgress } from "../src/source.js";
+import { launchChromium, startStaticServer, type Chromium, type StaticRequest, type StaticServer } from "./helpers/browser.js";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const modelsDirectory = fileURLToPath(new URL("../../shared/models", import.meta.url));
@@ -44,21 +44,15 @@ const received: Received[] = [];
 const cutCounts = new Map<string, number>();
 /** URLs Chromium requested. */
 const browserRequests: string[] = [];
-let server: Server;
+let server: StaticServer | undefined;
 let origin = "";
-let context: BrowserContext | undefined;
-let profileDirectory = "";
+let browser: Chromium | undefined;
 let page: Page;
 
 const mounts: Record<string, string> = {
   "/dist/": join(repo, "dist"),
   "/build/": join(repo, "build"),
   "/models/": modelsDirectory,
-};
-
-const types: Record<string, string> = {
-  ".js": "text/javascript; charset=utf-8",
-  ".wasm": "application/wasm",
 };
 
 /** The test page: it exposes the browser bundle and run(url, options) as globals. */
@@ -78,16 +72,6 @@ const pageHtml = `<!doctype html>
   };
   window.ready = true;
 </script></head><body></body></html>`;
-
-function fileFor(urlPath: string): string | undefined {
-  const path = decodeURIComponent(urlPath);
-  for (const [prefix, directory] of Object.entries(mounts)) {
-    if (!path.startsWith(prefix)) continue;
-    const file = resolve(directory, path.slice(prefix.length));
-    return file.startsWith(directory + sep) ? file : undefined;
-  }
-  return undefined;
-}
 
 /**
  * Serves a model file. Query parameters: cut=N closes the connection after N body bytes, for the
@@ -128,38 +112,18 @@ function serveModel(request: IncomingMessage, response: ServerResponse, key: str
   response.end(body);
 }
 
-function startServer(): Promise<void> {
-  server = createServer((request, response) => {
-    const url = new URL(request.url ?? "/", "http://127.0.0.1");
-    const key = url.pathname + url.search;
-    received.push({ path: key, range: request.headers.range });
-    if (url.pathname === "/page.html") {
-      response.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(pageHtml);
-      return;
-    }
-    const file = fileFor(url.pathname);
-    let bytes: Buffer;
-    try {
-      if (file === undefined || request.method !== "GET") throw new Error("not served");
-      bytes = readFileSync(file);
-    } catch {
-      response.writeHead(404, { "content-type": "text/plain" }).end("not found");
-      return;
-    }
-    if (file.endsWith(".gguf")) {
-      serveModel(request, response, key, url.searchParams, bytes);
-      return;
-    }
-    const type = types[file.slice(file.lastIndexOf("."))] ?? "application/octet-stream";
-    response.writeHead(200, { "content-type": type, "content-length": String(bytes.byteLength) }).end(bytes);
-  });
-  return new Promise((done) => {
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      origin = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
-      done();
-    });
-  });
+/** Records each GET request and sends the model files, so the static server sends only the page and the other files. */
+function handle({ request, response, url, file }: StaticRequest): boolean {
+  const key = url.pathname + url.search;
+  received.push({ path: key, range: request.headers.range });
+  if (!file?.endsWith(".gguf") || !statSync(file, { throwIfNoEntry: false })?.isFile()) return false;
+  serveModel(request, response, key, url.searchParams, readFileSync(file));
+  return true;
+}
+
+async function startServer(): Promise<void> {
+  server = await startStaticServer(mounts, { pages: { "/page.html": pageHtml }, handle });
+  origin = server.origin;
 }
 
 /** Returns how many requests the server received for a path with query. */
@@ -189,7 +153,7 @@ function clearCache(): Promise<number> {
 }
 
 async function openPage(): Promise<Page> {
-  const opened = await context!.newPage();
+  const opened = await browser!.context.newPage();
   const errors: string[] = [];
   opened.on("pageerror", (error) => errors.push(error.message));
   await opened.goto(`${origin}/page.html`);
@@ -203,24 +167,15 @@ let referenceIds: number[] = [];
 
 beforeAll(async () => {
   await startServer();
-  profileDirectory = mkdtempSync(join(tmpdir(), "dormant-model-cache-"));
-  context = await chromium.launchPersistentContext(profileDirectory, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync",
-    ],
-  });
-  context.on("request", (request) => browserRequests.push(request.url()));
+  browser = await launchChromium();
+  browser.context.on("request", (request) => browserRequests.push(request.url()));
   page = await openPage();
   referenceIds = (await run(`${origin}${MODEL}?reference=1`, { cache: false })).ids;
 }, 60_000);
 
 afterAll(async () => {
-  await context?.close();
-  if (profileDirectory) rmSync(profileDirectory, { recursive: true, force: true });
-  await new Promise((done) => server?.close(done));
+  await browser?.close();
+  await server?.close();
 });
 
 describe("model cache in Chromium", () => {

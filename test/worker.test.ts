@@ -5,15 +5,14 @@
 // thread free while the worker computes.
 
 import { execFile } from "node:child_process";
-import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve, sep } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
-import { chromium, type BrowserContext } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type * as Dormant from "../src/index.js";
+import { launchChromium, startStaticServer, type Chromium, type StaticServer } from "./helpers/browser.js";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const modelsDirectory = fileURLToPath(new URL("../../shared/models", import.meta.url));
@@ -305,61 +304,35 @@ describe("worker mode load errors", () => {
 });
 
 /** URL prefixes of the Chromium test server and the folders they serve. */
-const mounts: Array<[string, string]> = [
-  ["/dist/", join(repo, "dist")],
-  ["/build/", join(repo, "build")],
-  ["/worker/models/", modelsDirectory],
-  ["/worker/", join(repo, "test", "worker")],
-  ["/long/", temporary],
-];
-
-const mimeTypes: Record<string, string> = {
-  ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".wasm": "application/wasm",
+const mounts: Record<string, string> = {
+  "/dist/": join(repo, "dist"),
+  "/build/": join(repo, "build"),
+  "/worker/models/": modelsDirectory,
+  "/worker/": join(repo, "test", "worker"),
+  "/long/": temporary,
 };
 
 describe("worker mode in Chromium", () => {
-  let server: Server;
+  let server: StaticServer | undefined;
   let origin = "";
-  let context: BrowserContext | undefined;
-  let profileDirectory = "";
+  let browser: Chromium | undefined;
   const requests: string[] = [];
 
   beforeAll(async () => {
-    server = createServer((request, response) => {
-      const path = decodeURIComponent(new URL(request.url ?? "/", "http://127.0.0.1").pathname);
-      const mount = mounts.find(([prefix]) => path.startsWith(prefix));
-      const file = mount ? resolve(mount[1], path.slice(mount[0].length)) : undefined;
-      if (!mount || !file || !file.startsWith(mount[1] + sep) || !statSync(file, { throwIfNoEntry: false })?.isFile()) {
-        response.writeHead(404, { "content-type": "text/plain" }).end("not found");
-        return;
-      }
-      const type = mimeTypes[file.slice(file.lastIndexOf("."))] ?? "application/octet-stream";
-      response.writeHead(200, { "content-type": type, "content-length": String(statSync(file).size) });
-      createReadStream(file).pipe(response);
-    });
-    await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-    const address = server.address();
-    origin = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
-    profileDirectory = mkdtempSync(join(tmpdir(), "dormant-worker-chromium-"));
-    context = await chromium.launchPersistentContext(profileDirectory, {
-      executablePath: "/usr/bin/chromium",
-      headless: true,
-      args: [
-        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync",
-      ],
-    });
-    context.on("request", (request) => requests.push(request.url()));
+    server = await startStaticServer(mounts);
+    origin = server.origin;
+    browser = await launchChromium();
+    browser.context.on("request", (request) => requests.push(request.url()));
   }, 30_000);
 
   afterAll(async () => {
-    await context?.close();
-    if (profileDirectory) rmSync(profileDirectory, { recursive: true, force: true });
-    await new Promise((done) => server?.close(done));
+    await browser?.close();
+    await server?.close();
   });
 
   test("same results as the page", async () => {
-    const page = context!.pages()[0] ?? (await context!.newPage());
+    const context = browser!.context;
+    const page = context.pages()[0] ?? (await context.newPage());
     const pageErrors: string[] = [];
     page.on("pageerror", (error) => pageErrors.push(error.message));
     await page.goto(`${origin}/worker/page.html`);
