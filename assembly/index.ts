@@ -177,9 +177,9 @@ export function threadsInit(count: i32, mayBlock: i32): usize {
   return initThreads(count, mayBlock);
 }
 
-/** Bytes threadsInit() allocates. */
-export function threadsBytes(): f64 {
-  return threadBytes();
+/** Bytes threadsInit(count) allocates for the configured model. */
+export function threadsBytes(count: i32): f64 {
+  return threadBytes(count);
 }
 
 /** Worker entry: runs slices of the forward pass's jobs until threadsStop(). Blocks. */

@@ -27,11 +27,12 @@
 // to one thread.
 
 import { arenaAlloc } from "./memory";
-import { matmatQ8 } from "./kernels/matmat_q8";
+import { matmatQ8, matmatScratchBytes, setMatmatScratch } from "./kernels/matmat_q8";
 import { matvecF32 } from "./kernels/matvec_f32";
 import { matvecQ8 } from "./kernels/matvec_q8";
 import { QK8 } from "./kernels/quantize";
-import { dim, hidden_dim, int8, n_heads, n_kv_heads, n_layers, seq_len, setConfig, vocab_size } from "./model/config";
+import { dim, dim_pad, hidden_dim, hidden_pad, int8, n_heads, n_kv_heads, n_layers, seq_len, setConfig, vocab_size } from "./model/config";
+import { PREFILL_BLOCK } from "./model/prefill";
 import { adoptCaches, key_cache, value_cache } from "./model/state";
 import { attendHeadAt } from "./model/forward";
 import { adoptSparseJob, sparseDownSlice, sparseGateSlice } from "./model/sparse";
@@ -46,7 +47,7 @@ const COUNT: usize = 196;
 const ARGS: usize = 200;
 const JOB_ARGS: i32 = 12;
 const CONFIG: usize = 320;
-const CONFIG_FIELDS: i32 = 10;
+const CONFIG_FIELDS: i32 = 12;
 const CONTROL_BYTES: u64 = 384;
 
 const JOB_QUIT: i32 = 0;
@@ -72,10 +73,10 @@ export const MIN_PARALLEL_WORK: i64 = 1 << 16;
  * microseconds, which bridge the gaps between the matrices of a token but not the host's work
  * between tokens, so an idle model stops using CPU at once.
  */
-const WORKER_SPIN_LIMIT: i32 = 1 << 16;
+const WORKER_SPIN_LIMIT: i32 = 1 << 18;
 
 /** Spin iterations before a main thread that may block sleeps until the workers are done. */
-const MAIN_SPIN_LIMIT: i32 = 1 << 14;
+const MAIN_SPIN_LIMIT: i32 = 1 << 18;
 
 /** Longest single sleep of the main thread, in nanoseconds; it rechecks the counter after it. */
 const MAIN_WAIT_NS: i64 = 1_000_000;
@@ -87,6 +88,11 @@ let mainMayBlock: bool = false;
 
 /** Offset of the started counter in the control block, for the host. */
 export const STARTED_OFFSET: i32 = <i32>STARTED;
+
+/** Bytes of one worker's matmatQ8 scratch for the configured model. */
+function workerScratchBytes(): usize {
+  return (matmatScratchBytes(max(dim_pad, hidden_pad), PREFILL_BLOCK) + 63) & ~63;
+}
 
 /** Threads the forward pass splits work across (1 until threadsInit). */
 export function threadCount(): i32 {
@@ -102,7 +108,9 @@ export function threadsInit(count: i32, mayBlock: i32): usize {
   if (!ASC_FEATURE_THREADS || count < 2 || count > MAX_THREADS) return 0;
   mainMayBlock = mayBlock != 0;
   if (control == 0) control = arenaAlloc(CONTROL_BYTES);
-  if (control == 0) return 0;
+  // each worker's own matmatQ8 scratch (the main thread's comes from allocPrefill)
+  const scratch = arenaAlloc(<u64>(count - 1) * <u64>workerScratchBytes());
+  if (control == 0 || scratch == 0) return 0;
   const config = control + CONFIG;
   store<i32>(config, dim);
   store<i32>(config, hidden_dim, 4);
@@ -114,14 +122,16 @@ export function threadsInit(count: i32, mayBlock: i32): usize {
   store<i32>(config, int8, 28);
   store<u32>(config, <u32>key_cache, 32);
   store<u32>(config, <u32>value_cache, 36);
+  store<u32>(config, <u32>scratch, 40);
+  store<u32>(config, <u32>workerScratchBytes(), 44);
   store<i32>(control + COUNT, count);
   threads = count;
   return control;
 }
 
-/** Bytes threadsInit() allocates. */
-export function threadsBytes(): f64 {
-  return <f64>(CONTROL_BYTES + 64);
+/** Bytes threadsInit(count) allocates. */
+export function threadsBytes(count: i32): f64 {
+  return <f64>(CONTROL_BYTES + 128) + <f64>(count - 1) * <f64>workerScratchBytes();
 }
 
 /** Start and end (exclusive) of slice `id` of `units` split across `count` threads. */
@@ -228,6 +238,8 @@ export function threadRun(controlPointer: usize, id: i32): void {
   setConfig(load<i32>(config), load<i32>(config, 4), load<i32>(config, 8), load<i32>(config, 12), load<i32>(config, 16),
     load<i32>(config, 20), load<i32>(config, 24), 1e-5, 10000, load<i32>(config, 28));
   adoptCaches(<usize>load<u32>(config, 32), <usize>load<u32>(config, 36));
+  const scratchBytes = <usize>load<u32>(config, 44);
+  setMatmatScratch(<usize>load<u32>(config, 40) + <usize>(id - 1) * scratchBytes, scratchBytes);
 
   // the host publishes no job before every worker has read the generation and counted itself here
   let seen = atomic.load<i32>(control + GENERATION);

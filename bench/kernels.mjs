@@ -1,4 +1,5 @@
-// Matrix × vector kernel throughput on the test modules (same kernels and -O3 as the release build).
+// Matrix × vector and matrix × block kernel throughput on the test modules (same kernels and -O3
+// as the release build).
 // Prints one line per kernel, shape and module. GOPS counts a multiply and an add as two operations.
 //
 //   npx asc assembly/testing.ts --target test
@@ -19,6 +20,12 @@ const SHAPES = [
   [2048, 32768],
 ];
 const RELAXED_FLAGS = ["--experimental-wasm-relaxed-simd", "--no-liftoff"];
+// matrix × block of 16 tokens (prefill): stories110M's attention and FFN shapes
+const MATMAT_SHAPES = [
+  [768, 768],
+  [2048, 768],
+];
+const MATMAT_TOKENS = 16;
 
 const modulePaths = {
   exact: new URL("../build/dormant-test.wasm", import.meta.url),
@@ -97,6 +104,48 @@ function benchModule(name, e) {
   }
 }
 
+// Times matmatQ8 with scratch (blocked kernel) and without (one group per token), alternating
+// the two runs so that load from other processes hits both alike.
+function benchMatmat(name, e) {
+  for (const [rows, cols] of MATMAT_SHAPES) {
+    e.allocReset();
+    const n = MATMAT_TOKENS;
+    const wq = alloc(e, rows * cols);
+    fillBytes(e.memory, wq, rows * cols, 7);
+    const quants = new Int8Array(e.memory.buffer, wq, rows * cols);
+    for (let i = 0; i < quants.length; i++) if (quants[i] === -128) quants[i] = -127;
+    const ws = alloc(e, rows * (cols / 32) * 4);
+    fillF32(e.memory, ws, rows * (cols / 32), 11);
+    const x = alloc(e, n * cols * 4);
+    fillF32(e.memory, x, n * cols, 13);
+    const xq = alloc(e, n * cols);
+    const xs = alloc(e, n * (cols / 32) * 4);
+    for (let t = 0; t < n; t++) {
+      e.quantizeQ8(xq + t * cols, xs + t * (cols / 32) * 4, x + t * cols * 4, cols);
+    }
+    const out = alloc(e, n * rows * 4);
+    const scratchBytes = e.matmatScratchBytes(cols, n) >>> 0;
+    const scratch = alloc(e, scratchBytes);
+
+    const variants = { blocked: scratch, "per token": 0 };
+    const times = { blocked: [], "per token": [] };
+    for (let run = 0; run < WARMUP_RUNS + RUNS; run++) {
+      for (const [variant, pointer] of Object.entries(variants)) {
+        e.setMatmatScratch(pointer, scratchBytes);
+        const start = performance.now();
+        e.matmatQ8(out, wq, ws, xq, xs, rows, cols, n, cols, rows);
+        if (run >= WARMUP_RUNS) times[variant].push(performance.now() - start);
+      }
+    }
+    e.setMatmatScratch(0, 0);
+    const ops = 2 * rows * cols * n;
+    const figures = Object.entries(times).map(([variant, ms]) => {
+      return `${variant} ${(ops / median(ms) / 1e6).toFixed(1).padStart(6)} GOPS`;
+    });
+    console.log(`matmatQ8  ${rows}x${cols} n=${n}  ${name.padEnd(7)}  ${figures.join("  ")}`);
+  }
+}
+
 async function loadModule(variant) {
   const bytes = await readFile(modulePaths[variant]).catch(() => undefined);
   if (!bytes) {
@@ -127,11 +176,15 @@ async function benchRelaxed() {
     return;
   }
   benchModule("relaxed", e);
+  benchMatmat("relaxed", e);
 }
 
 if (!process.argv.includes("--relaxed-only")) {
   console.log(`kernel throughput, median of ${RUNS} runs, one thread, Node ${process.versions.node}`);
   const exact = await loadModule("exact");
-  if (exact) benchModule("exact", exact);
+  if (exact) {
+    benchModule("exact", exact);
+    benchMatmat("exact", exact);
+  }
 }
 await benchRelaxed();

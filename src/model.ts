@@ -592,7 +592,7 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
     config.dim, config.hidden_dim, config.n_layers, config.n_heads, config.n_kv_heads, config.vocab_size, seqLen,
   );
   const trace = config.n_layers * (config.dim + config.hidden_dim) * 4;
-  const budget = weights + state + wasm.sparseInitBytes(rank) + wasm.prefillInitBytes() + wasm.threadsBytes() + trace + 64 * 1024;
+  const budget = weights + state + wasm.sparseInitBytes(rank) + wasm.prefillInitBytes() + (threads > 1 ? wasm.threadsBytes(threads) : 0) + trace + 64 * 1024;
   const available = WASM_MEMORY_LIMIT - 1024 * 1024;
 
   // the threaded build runs over a shared memory sized for the budget; the sizes above came from

@@ -48,7 +48,7 @@ export interface DormantExports {
   classifierRepeat(repeats: number): void;
   attentionRepeat(layer: number, pos: number, repeats: number): void;
   threadsInit(count: number, mayBlock: number): number;
-  threadsBytes(): number;
+  threadsBytes(count: number): number;
   threadRun(control: number, id: number): void;
   threadsStop(): void;
   threadCount(): number;

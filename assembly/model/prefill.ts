@@ -6,6 +6,7 @@
 
 import { arenaAlloc } from "../memory";
 import { activateInPlace } from "../kernels/activation";
+import { matmatScratchBytes, setMatmatScratch } from "../kernels/matmat_q8";
 import { parallelAttention, parallelMatmatF32, parallelMatmatQ8, parallelMatvecQ8 } from "../threads";
 import { addF32, rmsnorm } from "../kernels/ops";
 import { quantizeQ8 } from "../kernels/quantize";
@@ -41,7 +42,8 @@ let widest: i32 = 0;
 export function prefillBytes(): u64 {
   const w = <u64>max(dim_pad, hidden_pad);
   const b = <u64>PREFILL_BLOCK;
-  return b * 4 + b * (3 * <u64>dim_pad + <u64>dim + 2 * <u64>hidden_pad + w / 32 + <u64>vocab_size) * 4 + b * w + 11 * 64;
+  return b * 4 + b * (3 * <u64>dim_pad + <u64>dim + 2 * <u64>hidden_pad + w / 32 + <u64>vocab_size) * 4 + b * w + 11 * 64 +
+    <u64>matmatScratchBytes(<i32>w, PREFILL_BLOCK) + 64;
 }
 
 /** Allocates the block buffers. Returns 0 when over budget. */
@@ -58,8 +60,12 @@ export function allocPrefill(): i32 {
   bxq = arenaAlloc(b * <u64>widest);
   bxs = arenaAlloc(b * <u64>(widest >> 5) * 4);
   blogits = arenaAlloc(b * <u64>vocab_size * 4);
+  // this instance's matmatQ8 scratch; worker instances need their own
+  const matmatBytes = matmatScratchBytes(widest, PREFILL_BLOCK);
+  const matmatScratch = arenaAlloc(<u64>matmatBytes);
+  setMatmatScratch(matmatScratch, matmatBytes);
   return tokens != 0 && bx != 0 && bxb != 0 && bxb2 != 0 && bq != 0 && bhb != 0 && bhb2 != 0 &&
-    bxq != 0 && bxs != 0 && blogits != 0 ? 1 : 0;
+    bxq != 0 && bxs != 0 && blogits != 0 && matmatScratch != 0 ? 1 : 0;
 }
 
 /** Pointer to the block's token ids, (PREFILL_BLOCK) i32. */
