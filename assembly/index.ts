@@ -12,7 +12,8 @@ import {
 } from "./model/sparse";
 import { allocStates, stateBytes } from "./model/state";
 import { allocWeightTable, setWeight as setWeightSlot } from "./model/weights";
-import { PREFILL_BLOCK, allocPrefill, forwardBlock as forwardTokens, prefillBytes, prefillTokens } from "./model/prefill";
+import { PREFILL_BLOCK, allocPrefill, forwardBlock as forwardTokens, prefillBytes, prefillProbe as probePrefill, prefillTokens } from "./model/prefill";
+import { matmatRelaxed as blockedKernelRelaxed } from "./kernels/matmat_q8";
 import { threadCount as threadTotal, threadRun as runThread, threadsBytes as threadBytes, threadsInit as initThreads, threadsStop as stopThreads } from "./threads";
 import { attentionRepeat as attentionRepeatLayer, classifierRepeat as classifierRepeatRun, ffnRepeat as ffnRepeatLayer, forward as forwardStep, setTrace as setTracePointer } from "./model/forward";
 
@@ -195,4 +196,18 @@ export function threadsStop(): void {
 /** Threads the forward pass splits its work across. */
 export function threadCount(): i32 {
   return threadTotal();
+}
+
+/**
+ * Runs the prefill kernel on layer 0's query matrix `repeats` times with the relaxed (1) or exact
+ * (0) dot and keeps that choice, for the host to time both (relaxed module only; the exact module
+ * has one kernel).
+ */
+export function prefillProbe(relaxed: i32, repeats: i32): void {
+  probePrefill(relaxed, repeats);
+}
+
+/** Returns 1 when prefill uses the relaxed dot. */
+export function prefillRelaxed(): i32 {
+  return blockedKernelRelaxed();
 }

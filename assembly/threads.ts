@@ -27,7 +27,7 @@
 // to one thread.
 
 import { arenaAlloc } from "./memory";
-import { matmatQ8, matmatScratchBytes, setMatmatScratch } from "./kernels/matmat_q8";
+import { matmatQ8, matmatRelaxed, matmatScratchBytes, setMatmatRelaxed, setMatmatScratch } from "./kernels/matmat_q8";
 import { matvecF32 } from "./kernels/matvec_f32";
 import { matvecQ8 } from "./kernels/matvec_q8";
 import { QK8 } from "./kernels/quantize";
@@ -47,7 +47,7 @@ const COUNT: usize = 196;
 const ARGS: usize = 200;
 const JOB_ARGS: i32 = 12;
 const CONFIG: usize = 320;
-const CONFIG_FIELDS: i32 = 12;
+const CONFIG_FIELDS: i32 = 13;
 const CONTROL_BYTES: u64 = 384;
 
 const JOB_QUIT: i32 = 0;
@@ -124,6 +124,7 @@ export function threadsInit(count: i32, mayBlock: i32): usize {
   store<u32>(config, <u32>value_cache, 36);
   store<u32>(config, <u32>scratch, 40);
   store<u32>(config, <u32>workerScratchBytes(), 44);
+  store<i32>(config, matmatRelaxed(), 48);
   store<i32>(control + COUNT, count);
   threads = count;
   return control;
@@ -240,6 +241,7 @@ export function threadRun(controlPointer: usize, id: i32): void {
   adoptCaches(<usize>load<u32>(config, 32), <usize>load<u32>(config, 36));
   const scratchBytes = <usize>load<u32>(config, 44);
   setMatmatScratch(<usize>load<u32>(config, 40) + <usize>(id - 1) * scratchBytes, scratchBytes);
+  setMatmatRelaxed(load<i32>(config, 48));
 
   // the host publishes no job before every worker has read the generation and counted itself here
   let seen = atomic.load<i32>(control + GENERATION);

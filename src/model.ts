@@ -558,6 +558,25 @@ export async function loadModel(source: ModelSource, options: LoadOptions | Work
   return createModel(file, { ...options, precision, kernels });
 }
 
+/**
+ * Times the relaxed module's two prefill kernels on the model's own query matrix and keeps the
+ * faster. They give the same bits; which one is faster depends on how the engine lowers the
+ * relaxed dot (one instruction on ARM and AVX-VNNI, several elsewhere). About 8 M multiply-adds
+ * per timing, so coarse browser timers still resolve it.
+ */
+function choosePrefillKernel(wasm: DormantExports, config: LlamaConfig): void {
+  const repeats = Math.max(1, Math.min(64, Math.ceil(8e6 / (config.dim * config.dim * wasm.prefillBlock()))));
+  const best = [Infinity, Infinity];
+  for (let round = 0; round < 3; round++) {
+    for (const relaxed of [0, 1]) {
+      const started = performance.now();
+      wasm.prefillProbe(relaxed, repeats);
+      best[relaxed] = Math.min(best[relaxed], performance.now() - started);
+    }
+  }
+  wasm.prefillProbe(best[1] < best[0] ? 1 : 0, 0);
+}
+
 /** Places an already parsed model file into a fresh wasm instance. */
 export async function createModel(file: ModelFile, options: LoadOptions = {}): Promise<Model> {
   const precision = options.precision ?? "int8";
@@ -645,6 +664,7 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
     });
   }
   placeWeights(file, wasm, precision, bundles, sparsity, options.onProgress);
+  if (precision === "int8" && variant === "relaxed-simd") choosePrefillKernel(wasm, config);
   let pool: ThreadPool | null = null;
   if (threadModule) {
     const { ThreadPool } = await import("./threads.js");

@@ -52,6 +52,8 @@ export interface DormantExports {
   threadRun(control: number, id: number): void;
   threadsStop(): void;
   threadCount(): number;
+  prefillProbe(relaxed: number, repeats: number): void;
+  prefillRelaxed(): number;
 }
 
 /** Module choice: "auto" tries relaxed SIMD first, the others force one. */

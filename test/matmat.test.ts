@@ -13,6 +13,8 @@ interface MatmatCase {
   cols: number;
   n: number;
   scratch: "exact" | "none";
+  /** setMatmatRelaxed's argument: 1 runs the relaxed dot in the relaxed module (the exact module ignores it). */
+  dot: 0 | 1;
 }
 
 interface MatmatResult {
@@ -20,6 +22,8 @@ interface MatmatResult {
   mismatch: string;
   scratchWritten: boolean;
   scratchOverrun: boolean;
+  /** matmatRelaxed() after setMatmatRelaxed(dot). */
+  relaxedDot: number;
 }
 
 const ROWS = [1, 4, 5, 7, 8, 9, 13, 64];
@@ -30,13 +34,13 @@ const nodeMajor = Number(process.versions.node.split(".")[0]);
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 
 function caseName(c: MatmatCase): string {
-  return `rows ${c.rows}, cols ${c.cols}, n ${c.n}, scratch ${c.scratch}`;
+  return `rows ${c.rows}, cols ${c.cols}, n ${c.n}, scratch ${c.scratch}, dot ${c.dot ? "relaxed" : "exact"}`;
 }
 
-const cases: MatmatCase[] = [
-  ...ROWS.flatMap((rows) => COLS.flatMap((cols) => TOKENS.map((n) => ({ rows, cols, n, scratch: "exact" as const })))),
-  ...[1, 5, 16].map((n) => ({ rows: 9, cols: 96, n, scratch: "none" as const })),
-];
+const cases: MatmatCase[] = ([0, 1] as const).flatMap((dot) => [
+  ...ROWS.flatMap((rows) => COLS.flatMap((cols) => TOKENS.map((n) => ({ rows, cols, n, scratch: "exact" as const, dot })))),
+  ...[1, 5, 16].map((n) => ({ rows: 9, cols: 96, n, scratch: "none" as const, dot })),
+]);
 
 /**
  * Runs each case on the module's exports and returns one result per case. Self-contained, with
@@ -62,8 +66,10 @@ function runMatmatCases(e: Record<string, any>, list: MatmatCase[]): MatmatResul
     };
   };
 
-  return list.map(({ rows, cols, n, scratch }) => {
+  return list.map(({ rows, cols, n, scratch, dot }) => {
     e.allocReset();
+    e.setMatmatRelaxed(dot);
+    const relaxedDot = e.matmatRelaxed();
     const random = seeded(rows * 1009 + cols * 31 + n);
     const quants = () => Math.floor(random() * 255) - 127;
     const paddedRows = Math.ceil(rows / 4) * 4;
@@ -109,10 +115,11 @@ function runMatmatCases(e: Record<string, any>, list: MatmatCase[]): MatmatResul
     }
     const scratchView = new Uint8Array(memory(), scratchPointer, scratchBytes + GUARD_BYTES);
     return {
-      name: `rows ${rows}, cols ${cols}, n ${n}, scratch ${scratch}`,
+      name: `rows ${rows}, cols ${cols}, n ${n}, scratch ${scratch}, dot ${dot ? "relaxed" : "exact"}`,
       mismatch,
       scratchWritten: scratchView.subarray(0, scratchBytes).some((byte) => byte !== 0),
       scratchOverrun: scratchView.subarray(scratchBytes).some((byte) => byte !== 0),
+      relaxedDot,
     };
   });
 }
@@ -160,6 +167,8 @@ describe.each(["exact", "relaxed"] as const)("matmatQ8, %s module", (variant) =>
       expect(result, "results from the first test").toBeDefined();
       expect(result.mismatch).toBe("");
       expect(result.scratchOverrun).toBe(false);
+      // the relaxed module runs the kernel asked for; the exact module has only the exact one
+      expect(result.relaxedDot).toBe(variant === "relaxed" ? cases[index].dot : 0);
       // the blocked kernel runs for 4 or more tokens when it has scratch
       const blocked = cases[index].scratch === "exact" && cases[index].n >= 4;
       expect(result.scratchWritten, "blocked kernel wrote its scratch").toBe(blocked);

@@ -41,6 +41,12 @@ const TILE_TOKENS: i32 = 4;
 
 let scratch: usize = 0;
 let scratchBytes: usize = 0;
+/**
+ * Whether the relaxed module's blocked kernel uses the relaxed dot (the layouts above) or the
+ * exact one. Neither wins everywhere (see passTile), so the host times both on the model's own
+ * weights at load and sets the faster (setMatmatRelaxed); the results are the same bits.
+ */
+let relaxedDot: bool = false;
 /** Sum of the words that passTile touches ahead, kept so that the engine keeps the loads. */
 let touchedSum: i32 = 0;
 
@@ -60,6 +66,16 @@ export function matmatScratchBytes(cols: i32, n: i32): usize {
 export function setMatmatScratch(pointer: usize, bytes: usize): void {
   scratch = pointer;
   scratchBytes = pointer != 0 ? bytes : 0;
+}
+
+/** Selects the relaxed (1) or exact (0) blocked kernel in the relaxed module; the exact module ignores it. */
+export function setMatmatRelaxed(relaxed: i32): void {
+  relaxedDot = ASC_FEATURE_RELAXED_SIMD && relaxed != 0;
+}
+
+/** Returns 1 when the blocked kernel uses the relaxed dot. */
+export function matmatRelaxed(): i32 {
+  return relaxedDot ? 1 : 0;
 }
 
 /** Computes OUT[t] = W X[t] for t < n with matvecQ8Ref, one token at a time. Scalar reference. */
@@ -156,7 +172,7 @@ function prepareTokens(tiles: usize, xq: usize, cols: i32, n: i32, xStride: i32)
   for (let t = 0; t < n; t++) {
     const source = xq + <usize>t * <usize>xStride;
     const target = tiles + <usize>(t >> 2) * (<usize>cols * 8) + (<usize>(t & 3) << 2);
-    if (ASC_FEATURE_RELAXED_SIMD) {
+    if (ASC_FEATURE_RELAXED_SIMD && relaxedDot) {
       for (let c = 0; c < cols; c += 4) store<u32>(target + (<usize>c << 2), load<u32>(source + <usize>c));
       continue;
     }
@@ -187,7 +203,7 @@ function prepareGroup(target: usize, w: usize, nb: i32): void {
       const r1 = v128.load(source, 32);
       const r2 = v128.load(source, 64);
       const r3 = v128.load(source, 96);
-      if (ASC_FEATURE_RELAXED_SIMD) {
+      if (ASC_FEATURE_RELAXED_SIMD && relaxedDot) {
         prepareQuads(target + <usize>b * 128 + <usize>half * 64, <usize>nb * 128, r0, r1, r2, r3);
       } else {
         preparePairs(target + <usize>b * 256 + <usize>half * 128, r0, r1, r2, r3);
@@ -289,7 +305,7 @@ function passTile(
     const line = touchStart + (<usize>b << 6);
     if (line < touchEnd) touchedSum += load<i32>(line);
 
-    if (ASC_FEATURE_RELAXED_SIMD) {
+    if (ASC_FEATURE_RELAXED_SIMD && relaxedDot) {
       // NOTE: on x86 without AVX-VNNI, V8 builds each relaxed dot from 3 to 5 instructions, and
       // there this branch ran at 46 GOPS against 65 for the exact one (Node 20, bench/kernels.mjs,
       // AMD EPYC with AVX-512 VNNI only). Where the relaxed dot is one instruction (ARM sdot,
@@ -386,7 +402,7 @@ function passToken(
   for (let b = 0; b < nb; b++) {
     let sum = i32x4.splat(0);
     let sumB = i32x4.splat(0);
-    if (ASC_FEATURE_RELAXED_SIMD) {
+    if (ASC_FEATURE_RELAXED_SIMD && relaxedDot) {
       const signOffset = <usize>nb * 128;
       for (let q = 0; q < 8; q++) {
         const xQuad = v128.load32_splat(x);

@@ -6,7 +6,7 @@
 
 import { arenaAlloc } from "../memory";
 import { activateInPlace } from "../kernels/activation";
-import { matmatScratchBytes, setMatmatScratch } from "../kernels/matmat_q8";
+import { matmatQ8, matmatScratchBytes, setMatmatRelaxed, setMatmatScratch } from "../kernels/matmat_q8";
 import { parallelAttention, parallelMatmatF32, parallelMatmatQ8, parallelMatvecQ8 } from "../threads";
 import { addF32, rmsnorm } from "../kernels/ops";
 import { quantizeQ8 } from "../kernels/quantize";
@@ -167,4 +167,17 @@ export function forwardBlock(n: i32, pos0: i32, allLogits: i32): usize {
     }
   }
   return allLogits ? blogits : logits;
+}
+
+/**
+ * Runs the blocked int8 kernel on layer 0's query matrix for a full block `repeats` times, with
+ * the relaxed (1) or exact (0) dot, and leaves that choice set. The host times both to pick one.
+ */
+export function prefillProbe(relaxed: i32, repeats: i32): void {
+  setMatmatRelaxed(relaxed);
+  const weights = weightData(SLOT_ATTN_Q, 0);
+  if (!int8 || weights == 0) return;
+  for (let r = 0; r < repeats; r++) {
+    matmatQ8(bq, weights, weightScales(SLOT_ATTN_Q, 0), bxq, bxs, dim, dim_pad, PREFILL_BLOCK, widest, dim);
+  }
 }
