@@ -72,13 +72,16 @@ const startupBytes = ["dist/dormant.browser.js", ...startupChunks].reduce((sum, 
 for (const [path, limit] of [
   ["build/dormant.wasm", 64],
   ["build/dormant-relaxed.wasm", 64],
+  ["build/dormant-threads.wasm", 64],
+  ["build/dormant-threads-relaxed.wasm", 64],
+  ["dist/dormant.thread.js", undefined],
   ["dist/dormant.browser.js", undefined],
   ["dist/dormant.single.js", undefined],
   ["dist/dormant.worker.js", undefined],
 ]) {
   const bytes = readFileSync(new URL(path, root));
   const status = limit === undefined ? "" : statSync(new URL(path, root)).size <= limit * 1024 ? `  (limit ${limit} KiB)` : `  OVER the ${limit} KiB limit`;
-  console.log(`${path.padEnd(28)} ${kib(bytes.byteLength).padStart(10)}  gzip ${kib(gzipSync(bytes).byteLength).padStart(9)}${status}`);
+  console.log(`${path.padEnd(36)} ${kib(bytes.byteLength).padStart(10)}  gzip ${kib(gzipSync(bytes).byteLength).padStart(9)}${status}`);
 }
 const startupStatus = startupBytes <= 100 * 1024 ? "  (limit 100 KiB)" : "  OVER the 100 KiB limit";
-console.log(`${"browser JavaScript at startup".padEnd(28)} ${kib(startupBytes).padStart(10)}${startupStatus} (entry and ${startupChunks.length} chunk${startupChunks.length === 1 ? "" : "s"})`);
+console.log(`${"browser JavaScript at startup".padEnd(36)} ${kib(startupBytes).padStart(10)}${startupStatus} (entry and ${startupChunks.length} chunk${startupChunks.length === 1 ? "" : "s"})`);

@@ -9,7 +9,6 @@ import { readModelFile } from "./formats/index.js";
 import type { ResolveOptions } from "./catalog.js";
 import { readFileBytes } from "./io.js";
 import { WASM_MEMORY_LIMIT, formatBytes, pad32, placeWeights, weightBytes } from "./placement.js";
-import { readSparsity } from "./sparsity/format.js";
 import { isPathSource, readModelSource, type ModelSource } from "./source.js";
 import { createTokenizer, type Tokenizer } from "./tokenizer/index.js";
 import type { LlamaConfig, ModelFile } from "./types.js";
@@ -554,7 +553,11 @@ export async function loadModel(source: ModelSource, options: LoadOptions | Work
     const { bytes, name } = await readModelSource(source, { where: "loadModel", onProgress: options.onProgress, cache: options.cache });
     file = readModelFile(bytes, name);
   }
-  file.sparsity ??= readSparsity(file);
+  // the section reader is a chunk of its own: most files have no sparsity section
+  if (file.sparsity === undefined && file.metadata.has("dormant.sparsity.version")) {
+    const { readSparsity } = await import("./sparsity/format.js");
+    file.sparsity = readSparsity(file);
+  }
   return createModel(file, { ...options, precision, kernels });
 }
 

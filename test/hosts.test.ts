@@ -308,7 +308,7 @@ describe("hosts", () => {
   });
 
   test("sizes", () => {
-    for (const file of ["build/dormant.wasm", "build/dormant-relaxed.wasm"]) {
+    for (const file of ["build/dormant.wasm", "build/dormant-relaxed.wasm", "build/dormant-threads.wasm", "build/dormant-threads-relaxed.wasm"]) {
       expect(statSync(join(repo, file)).size, file).toBeLessThanOrEqual(64 * 1024);
     }
     // The page loads the entry and the chunks it imports statically; the chat chunk loads on first chat().
