@@ -52,9 +52,26 @@ function checkCount(name: string, value: unknown, max: number): number | undefin
   return value;
 }
 
-/** Gives the event loop a turn so timers, I/O and abort events run during long generations. */
+/**
+ * Gives the event loop a turn so timers, I/O and abort events run during long generations.
+ * setTimeout(0) would wait at least 1 ms in Node and 4 ms in browsers once timeouts nest, which
+ * cost 5% to 20% of decode speed at one yield per 20 ms: setImmediate (Node, Deno) and a
+ * MessageChannel message (browsers) run on the next turn without that delay.
+ */
 function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
+  const host = globalThis as { setImmediate?: (callback: () => void) => unknown };
+  if (typeof host.setImmediate === "function") {
+    const schedule = host.setImmediate;
+    return new Promise((resolve) => void schedule(resolve));
+  }
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
 }
 
 /**
