@@ -673,7 +673,7 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
     const { ThreadPool } = await import("./threads.js");
     const base = (globalThis as { location?: { href?: string } }).location?.href ?? import.meta.url;
     const url = options.threadUrl === undefined ? defaultThreadUrl() : new URL(options.threadUrl, base);
-    pool = await ThreadPool.start(wasm, threadModule, threads, file.source, url);
+    pool = await ThreadPool.start(wasm, threadModule, threads, file.source, url, options.threadUrl !== undefined);
   }
   return new Model(file, wasm, variant, precision, seqLen, bundles, rank, { pool, note: threadsNote });
 }

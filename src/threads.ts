@@ -50,10 +50,11 @@ async function startWorker(url: URL, onReply: (reply: ThreadReply) => void, onFa
   if (env.isNode) {
     const { Worker } = await import("node:worker_threads");
     const worker = new Worker(url, { execArgv: [] });
-    // a model the program forgets to dispose must not keep the process alive
-    worker.unref();
     worker.on("message", onReply);
     worker.on("error", (error: Error) => onFailure(error.message));
+    // a model the program forgets to dispose must not keep the process alive; after the
+    // listeners, because adding a message listener refs the worker again
+    worker.unref();
     return { post: (start) => worker.postMessage(start), terminate: () => void worker.terminate() };
   }
   const worker = new Worker(url, { type: "module" });
@@ -79,10 +80,12 @@ export class ThreadPool {
 
   /**
    * Starts count - 1 workers over the memory of `wasm` (the threaded module, after modelInit)
-   * and resolves when every one has entered threadRun. `scriptUrl` is the thread worker script;
-   * `source` names the model in errors.
+   * and resolves when every one has entered threadRun. `scriptUrl` is the thread worker script,
+   * `given` whether option threadUrl named it; `source` names the model in errors.
    */
-  static async start(wasm: DormantExports, module: WebAssembly.Module, count: number, source: string, scriptUrl: URL): Promise<ThreadPool> {
+  static async start(
+    wasm: DormantExports, module: WebAssembly.Module, count: number, source: string, scriptUrl: URL, given: boolean,
+  ): Promise<ThreadPool> {
     // a browser page's thread may not block in Atomics.wait; Node, Deno and workers may
     const control = wasm.threadsInit(count, env.isBrowser ? 0 : 1) >>> 0;
     if (control === 0) {
@@ -95,22 +98,30 @@ export class ThreadPool {
     const fail = (message: string) => {
       failure ??= message;
     };
+    const where = given ? "option threadUrl" : "dist/ beside the bundle, or set option threadUrl";
+    const notStarted = (reason: string) => new WasmError(
+      `loadModel: ${scriptUrl.href}: thread workers did not start: ${reason}; expected the thread script there (${where})`,
+      { source: scriptUrl.href, field: "threads", actual: reason, expected: `${count - 1} running workers` },
+    );
     try {
       for (let id = 1; id < count; id++) {
-        const worker = await startWorker(scriptUrl, (reply) => {
-          if (reply.type === "ready") worker.post({ module, memory: wasm.memory, control, id });
-          else if (reply.type === "error") fail(reply.message);
-        }, fail);
+        let worker: ThreadWorker;
+        try {
+          worker = await startWorker(scriptUrl, (reply) => {
+            if (reply.type === "ready") worker.post({ module, memory: wasm.memory, control, id });
+            else if (reply.type === "error") fail(reply.message);
+          }, fail);
+        } catch (error) {
+          // such as Node, which starts workers from file: URLs only
+          throw notStarted((error as Error).message);
+        }
         workers.push(worker);
       }
       const started = new Int32Array(wasm.memory.buffer, control + STARTED_OFFSET, 1);
       const deadline = Date.now() + START_TIMEOUT_MS;
       while (Atomics.load(started, 0) < count - 1) {
         if (failure !== null || Date.now() > deadline) {
-          const reason = failure ?? `only ${Atomics.load(started, 0)} of ${count - 1} started within ${START_TIMEOUT_MS / 1000} s`;
-          throw new WasmError(`loadModel: ${scriptUrl.href}: thread workers did not start: ${reason}; check that the thread script is served beside the bundle`, {
-            source: scriptUrl.href, field: "threads", actual: reason, expected: `${count - 1} running workers`,
-          });
+          throw notStarted(failure ?? `only ${Atomics.load(started, 0)} of ${count - 1} started within ${START_TIMEOUT_MS / 1000} s`);
         }
         await new Promise((resolve) => setTimeout(resolve, 2));
       }

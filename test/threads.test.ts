@@ -109,6 +109,19 @@ describe("threads lifecycle", () => {
     expect(model.stats().threads).toBe(1);
   });
 
+  it("a process that never disposes still exits", () => {
+    const script = `
+      import { loadModel } from ${JSON.stringify(new URL("../dist/index.js", import.meta.url).href)};
+      const model = await loadModel(${JSON.stringify(`${MODELS}/stories260K.gguf`)}, { threads: 2 });
+      model.logits(model.tokenize("Once upon a time"));
+      console.log(model.stats().threads);
+    `;
+    const result = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 30_000 });
+    expect(result.signal, "killed by the timeout").toBeNull();
+    expect(result.stdout.trim()).toBe("2");
+    expect(result.status).toBe(0);
+  });
+
   it("dispose stops the workers and the process exits", () => {
     const script = `
       import { loadModel } from ${JSON.stringify(new URL("../dist/index.js", import.meta.url).href)};
@@ -133,9 +146,15 @@ describe("threads errors", () => {
 
   it("a missing thread script names the URL", async () => {
     const url = new URL("./no-such-thread.js", import.meta.url);
-    await expect(createModel(syntheticModel(gqa, 7), { threads: 2, threadUrl: url })).rejects.toThrow(
-      `loadModel: ${url.href}: thread workers did not start:`,
-    );
+    const loading = createModel(syntheticModel(gqa, 7), { threads: 2, threadUrl: url });
+    await expect(loading).rejects.toThrow(`loadModel: ${url.href}: thread workers did not start:`);
+    await expect(loading).rejects.toThrow("expected the thread script there (option threadUrl)");
+  });
+
+  it("an http threadUrl in Node names the option", async () => {
+    const loading = createModel(syntheticModel(gqa, 7), { threads: 2, threadUrl: "http://127.0.0.1:9/thread.js" });
+    await expect(loading).rejects.toThrow("loadModel: http://127.0.0.1:9/thread.js: thread workers did not start:");
+    await expect(loading).rejects.toThrow("(option threadUrl)");
   });
 
   it("an unreadable threaded module leaves one thread and a note", async () => {
