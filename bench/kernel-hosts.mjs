@@ -32,6 +32,8 @@ const ALL_HOSTS = ["node", "node-flags", "deno", "chromium"];
 // and scales fit in L3, 128 × 2048 (288 KiB) fits in L2, and 2048 × 32768 (72 MiB) fits in neither.
 const DEFAULT_SHAPES = [[4096, 4096], [1024, 1024], [128, 2048], [2048, 32768]];
 
+const USAGE = "usage: node bench/kernel-hosts.mjs [--rounds 21] [--shapes 4096x4096,1024x1024,128x2048,2048x32768] [--hosts node,node-flags,deno,chromium]";
+
 /** Reads --rounds, --shapes and --hosts, and throws on any other option. */
 function parseArgs(argv) {
   const options = { rounds: 21, warmupRounds: 2, batchBytes: 256 << 20, shapes: DEFAULT_SHAPES };
@@ -236,6 +238,16 @@ async function main() {
 if (process.argv[2] === "--node-child") {
   const result = await measureKernels(readFileSync(exactPath), readFileSync(relaxedPath), JSON.parse(process.argv[3]));
   console.log(JSON.stringify({ host: `node ${process.versions.node}`, engine: `V8 ${process.versions.v8}`, ...result }));
+} else if (process.argv.includes("--help")) {
+  console.log(USAGE);
 } else {
-  await main();
+  try {
+    await main();
+  } catch (error) {
+    // option errors print one line; anything else keeps its stack
+    if (!String(error?.message).startsWith("kernel-hosts:")) throw error;
+    console.error(error.message);
+    console.error(USAGE);
+    process.exitCode = 2;
+  }
 }

@@ -64,23 +64,23 @@ export function checkBenchOptions(options: Pick<BenchOptions, "models" | "runs" 
   const known = ["stories260K", ...Object.keys(SYNTHETIC_SHAPES)];
   for (const name of options.models) {
     if (!known.includes(name)) {
-      optionMismatch("bench", { source: "option models", field: "models", actual: JSON.stringify(name), expected: `one of ${known.join(", ")}` });
+      optionMismatch("dormant bench", { source: "option models", field: "models", actual: JSON.stringify(name), expected: `one of ${known.join(", ")}` });
     }
   }
   if (!Number.isInteger(options.runs) || options.runs < 1 || options.runs > 100) {
-    optionMismatch("bench", { source: "option runs", field: "runs", actual: String(options.runs), expected: "an integer in [1, 100]" });
+    optionMismatch("dormant bench", { source: "option runs", field: "runs", actual: String(options.runs), expected: "an integer in [1, 100]" });
   }
   if (!Number.isInteger(options.tokens) || options.tokens < 2 || options.tokens > 4096) {
-    optionMismatch("bench", { source: "option tokens", field: "tokens", actual: String(options.tokens), expected: "an integer in [2, 4096]" });
+    optionMismatch("dormant bench", { source: "option tokens", field: "tokens", actual: String(options.tokens), expected: "an integer in [2, 4096]" });
   }
   for (const count of options.threads ?? [1]) {
     if (!Number.isInteger(count) || count < 1 || count > 64) {
-      optionMismatch("bench", { source: "option threads", field: "threads", actual: String(count), expected: "integers in [1, 64]" });
+      optionMismatch("dormant bench", { source: "option threads", field: "threads", actual: String(count), expected: "integers in [1, 64]" });
     }
   }
   for (const fraction of options.keep ?? [1]) {
     if (!Number.isFinite(fraction) || fraction <= 0 || fraction > 1) {
-      optionMismatch("bench", { source: "option keep", field: "keep", actual: String(fraction), expected: "fractions in (0, 1]" });
+      optionMismatch("dormant bench", { source: "option keep", field: "keep", actual: String(fraction), expected: "fractions in (0, 1]" });
     }
   }
 }

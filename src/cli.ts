@@ -4,7 +4,8 @@
  * 2 bad usage (an OptionError).
  */
 
-import { resolve as resolvePath } from "node:path";
+import { stat } from "node:fs/promises";
+import { dirname, resolve as resolvePath } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DormantError, OptionError } from "./errors.js";
 import { formatOptions, parseArgs, type OptionSpecs, type ParsedArgs } from "./args.js";
@@ -185,10 +186,10 @@ const inspectOptions: OptionSpecs = {
 const benchOptions: OptionSpecs = {
   models: { kind: "string", help: "comma-separated models: stories260K, stories15M, stories110M, llama-1b (default stories260K,stories15M,stories110M)" },
   precision: { kind: "string", help: "comma-separated precisions: int8, f32 (default int8,f32)" },
-  runs: { kind: "integer", help: "timed runs per figure after one warm-up (default 3)" },
-  tokens: { kind: "integer", help: "tokens per decode run (default 32)" },
-  threads: { kind: "string", help: "comma-separated thread counts (default 1)" },
-  keep: { kind: "string", help: "comma-separated fractions of FFN neurons kept, 1 = dense (default 1); below 1 runs int8 with a random predictor" },
+  runs: { kind: "integer", help: "timed runs per figure after one warm-up, 1 to 100 (default 3)" },
+  tokens: { kind: "integer", help: "tokens per decode run, 2 to 4096 (default 32)" },
+  threads: { kind: "string", help: "comma-separated thread counts, each 1 to 64 (default 1)" },
+  keep: { kind: "string", help: "comma-separated fractions of FFN neurons kept, in (0, 1], 1 = dense (default 1); below 1 runs int8 only, with a random predictor" },
   out: { kind: "string", help: "also write the rows as JSON to this file" },
   json: modelOptions.json,
   quiet: modelOptions.quiet,
@@ -205,7 +206,7 @@ const commands: Record<string, { summary: string; specs: OptionSpecs; run: (args
   info: { summary: "print a model's configuration and tensors", specs: infoOptions, run: runInfo },
   tokenize: { summary: "print the token ids of a text", specs: tokenizeOptions, run: runTokenize },
   pull: { summary: "download a catalog model into the cache, checking its sha256", specs: pullOptions, run: runPull },
-  bench: { summary: "decode and prefill speed, and time per stage, of real and generated models", specs: benchOptions, run: runBenchCommand },
+  bench: { summary: "decode and prefill tokens/s, and milliseconds per decode token by stage, of real and generated models", specs: benchOptions, run: runBenchCommand },
 };
 
 const stdout = process.stdout;
@@ -853,6 +854,17 @@ function commaList(command: string, name: string, value: string | undefined, fal
   return items;
 }
 
+/** Throws an OptionError naming the flag when the folder of an output file does not exist. */
+async function checkOutputFolder(command: string, name: string, path: string): Promise<void> {
+  const folder = dirname(resolvePath(path));
+  const found = await stat(folder).then((entry) => entry.isDirectory(), () => false);
+  if (!found) {
+    throw new OptionError(`dormant ${command}: option --${name} is "${path}", but its folder ${folder} does not exist; expected a file in an existing folder`, {
+      source: `option ${name}`, field: name, actual: path, expected: "a file in an existing folder",
+    });
+  }
+}
+
 async function runBenchCommand(args: ParsedArgs): Promise<void> {
   const { options } = args;
   const precisions = commaList("bench", "precision", options.precision as string | undefined, ["int8", "f32"]);
@@ -872,19 +884,35 @@ async function runBenchCommand(args: ParsedArgs): Promise<void> {
     }
     return count;
   });
+  const keep = commaList("bench", "keep", options.keep as string | undefined, ["1"]).map((item) => {
+    const fraction = Number(item);
+    if (!Number.isFinite(fraction) || fraction <= 0 || fraction > 1) {
+      throw new OptionError(`dormant bench: option --keep has "${item}", expected fractions in (0, 1]`, {
+        source: "option keep", field: "keep", actual: item, expected: "fractions in (0, 1]",
+      });
+    }
+    return fraction;
+  });
+  if (keep.some((fraction) => fraction < 1) && !precisions.includes("int8")) {
+    throw new OptionError(`dormant bench: option --keep has fractions below 1, which run int8 only, but --precision is "${precisions.join(",")}"; add int8`, {
+      source: "option keep", field: "keep", actual: keep.join(","), expected: "1 alone, or int8 among the precisions",
+    });
+  }
+  const out = options.out as string | undefined;
+  if (out !== undefined) await checkOutputFolder("bench", "out", out);
   const rows = await runBench({
     models: commaList("bench", "models", options.models as string | undefined, ["stories260K", "stories15M", "stories110M"]),
     precisions: precisions as Precision[],
     runs: (options.runs as number | undefined) ?? 3,
     tokens: (options.tokens as number | undefined) ?? 32,
     threads,
-    keep: commaList("bench", "keep", options.keep as string | undefined, ["1"]).map(Number),
+    keep,
     load: (name, precision, contextLength, threadCount, sparsity) => name === "stories260K"
       ? loadModel(name, { precision, contextLength, sparsity, threads: threadCount })
       : createModel(benchModelFile(name), { precision, contextLength, sparsity, threads: threadCount }),
     onProgress: options.quiet || options.json ? undefined : (label) => stderr.write(`bench: ${label}\n`),
   });
-  if (options.out) await writeFileAtomic(options.out as string, new TextEncoder().encode(`${JSON.stringify(rows, null, 2)}\n`));
+  if (out !== undefined) await writeFileAtomic(out, new TextEncoder().encode(`${JSON.stringify(rows, null, 2)}\n`));
   if (options.json) writeJson({ rows });
   else stdout.write(formatBenchTable(rows));
 }

@@ -209,12 +209,24 @@ describe("dormant bench", () => {
   });
 
   it("rejects a kept fraction outside (0, 1]", async () => {
-    expectFailure(await dormant(["bench", "--keep", "0"]), 2, "bench: option --keep is 0, expected fractions in (0, 1]");
+    expectFailure(await dormant(["bench", "--keep", "0"]), 2, 'dormant bench: option --keep has "0", expected fractions in (0, 1]');
+    expectFailure(await dormant(["bench", "--keep", "abc"]), 2, 'dormant bench: option --keep has "abc", expected fractions in (0, 1]');
+  });
+
+  it("rejects sparse settings without int8", async () => {
+    expectFailure(await dormant(["bench", "--keep", "0.5", "--precision", "f32"]), 2,
+      'dormant bench: option --keep has fractions below 1, which run int8 only, but --precision is "f32"; add int8');
+  });
+
+  it("rejects --out in a missing folder before running", async () => {
+    const out = join(directory, "no-such-folder", "bench.json");
+    expectFailure(await dormant(["bench", "--out", out]), 2,
+      `dormant bench: option --out is "${out}", but its folder ${join(directory, "no-such-folder")} does not exist; expected a file in an existing folder`);
   });
 
   it("rejects an unknown model", async () => {
     expectFailure(await dormant(["bench", "--models", "gpt4"]), 2,
-      'bench: option --models is "gpt4", expected one of stories260K, stories15M, stories110M, llama-1b');
+      'dormant bench: option --models is "gpt4", expected one of stories260K, stories15M, stories110M, llama-1b');
   });
 });
 
