@@ -15,7 +15,7 @@ import { allocWeightTable, setWeight as setWeightSlot } from "./model/weights";
 import { PREFILL_BLOCK, allocPrefill, forwardBlock as forwardTokens, prefillBytes, prefillProbe as probePrefill, prefillTokens } from "./model/prefill";
 import { matmatRelaxed as blockedKernelRelaxed } from "./kernels/matmat_q8";
 import { threadCount as threadTotal, threadRun as runThread, threadsBytes as threadBytes, threadsInit as initThreads, threadsStop as stopThreads } from "./threads";
-import { attentionRepeat as attentionRepeatLayer, classifierRepeat as classifierRepeatRun, ffnRepeat as ffnRepeatLayer, forward as forwardStep, setTrace as setTracePointer } from "./model/forward";
+import { attentionRepeat as attentionRepeatLayer, classifierRepeat as classifierRepeatRun, ffnRepeat as ffnRepeatLayer, forward as forwardStep, predictorRepeat as predictorRepeatLayer, setTrace as setTracePointer } from "./model/forward";
 
 /** Resets the arena with a budget in bytes (f64 so JavaScript passes a plain number). Returns 1 on success. */
 export function reserve(budget: f64): i32 {
@@ -123,6 +123,11 @@ export function setThreshold(layer: i32, threshold: f32, cutoff: f32): void {
 /** Runs the FFN of a layer `repeats` times on `input` (dim f32), for benchmarks. */
 export function ffnRepeat(layer: i32, input: usize, repeats: i32): void {
   ffnRepeatLayer(layer, input, repeats);
+}
+
+/** Runs the predictor of a layer `repeats` times on `input` (dim f32), for benchmarks. */
+export function predictorRepeat(layer: i32, input: usize, repeats: i32): void {
+  predictorRepeatLayer(layer, input, repeats);
 }
 
 /** Sets the RoPE pairing (0 adjacent pairs as llama, 1 halves as NEOX/qwen2) and the linear scaling's position multiplier. */

@@ -46,8 +46,11 @@ export interface BenchRow {
   threads_note?: string;
   decode_tokens_per_second: number;
   prefill_tokens_per_second: number;
-  /** Milliseconds per decode token, split by stage; "other" is projections, norms and sampling. */
-  ms_per_token: { attention: number; ffn: number; classifier: number; other: number };
+  /**
+   * Milliseconds per decode token, split by stage: "ffn" excludes the sparsity predictor, which
+   * has its own figure (0 without one); "other" is projections, norms and sampling.
+   */
+  ms_per_token: { attention: number; ffn: number; predictor: number; classifier: number; other: number };
 }
 
 /** Tokens of the prefill prompt. */
@@ -164,10 +167,16 @@ async function measure(model: Model, name: string, keep: number, options: BenchO
   const traced = model.traceStep(model.tokenizer.bosId, 0);
   const inputs = Array.from({ length: model.config.n_layers }, (_, l) => traced.ffnInput(l).slice());
   const ffn: number[] = [];
+  const predictor: number[] = [];
   for (let run = 0; run < 4 * runs; run++) {
     let total = 0;
-    for (let l = 0; l < inputs.length; l++) total += model.timeFfn(l, inputs[l], 1);
+    let predicting = 0;
+    for (let l = 0; l < inputs.length; l++) {
+      total += model.timeFfn(l, inputs[l], 1);
+      if (model.hasPredictor) predicting += model.timePredictor(l, inputs[l], 1);
+    }
     ffn.push(total);
+    predictor.push(predicting);
   }
 
   const promptLength = Math.min(PREFILL_TOKENS, model.config.seq_len - 1);
@@ -180,7 +189,8 @@ async function measure(model: Model, name: string, keep: number, options: BenchO
   }
 
   const decodeSpeed = median(decode);
-  const ffnMs = median(ffn);
+  const predictorMs = median(predictor);
+  const ffnMs = Math.max(0, median(ffn) - predictorMs);
   const decodeMs = 1000 / decodeSpeed;
   const stats = model.stats();
   return {
@@ -196,8 +206,9 @@ async function measure(model: Model, name: string, keep: number, options: BenchO
     ms_per_token: {
       attention: parts.attentionMs,
       ffn: ffnMs,
+      predictor: predictorMs,
       classifier: parts.classifierMs,
-      other: Math.max(0, decodeMs - parts.attentionMs - ffnMs - parts.classifierMs),
+      other: Math.max(0, decodeMs - parts.attentionMs - ffnMs - predictorMs - parts.classifierMs),
     },
   };
 }
@@ -240,12 +251,13 @@ export async function runBench(options: BenchOptions): Promise<BenchRow[]> {
 
 /** Formats rows as a fixed-width table. */
 export function formatBenchTable(rows: BenchRow[]): string {
-  const header = "model        precision  kernels        keep  kept   threads  decode tok/s  prefill tok/s  attention ms  ffn ms  classifier ms  other ms";
+  const header = "model        precision  kernels        keep  kept   threads  decode tok/s  prefill tok/s  attention ms  ffn ms  predictor ms  classifier ms  other ms";
   const lines = rows.map((row) => [
     row.model.padEnd(12), row.precision.padEnd(10), row.kernels.padEnd(14), row.keep.toFixed(2).padStart(4),
     row.kept_fraction.toFixed(2).padStart(5), String(row.threads).padStart(7),
     row.decode_tokens_per_second.toFixed(1).padStart(12), row.prefill_tokens_per_second.toFixed(1).padStart(13),
     row.ms_per_token.attention.toFixed(3).padStart(12), row.ms_per_token.ffn.toFixed(3).padStart(7),
+    row.ms_per_token.predictor.toFixed(3).padStart(12),
     row.ms_per_token.classifier.toFixed(3).padStart(13), row.ms_per_token.other.toFixed(3).padStart(9),
   ].join(" "));
   return [header, ...lines].join("\n") + "\n";

@@ -281,6 +281,19 @@ export class Model {
    * @internal
    */
   timeFfn(layer: number, input: Float32Array, repeats: number): number {
+    return this.#timeLayer("ffn", layer, input, repeats);
+  }
+
+  /**
+   * Runs the predictor of `layer` (with the candidate selection) on `input` `repeats` times and
+   * returns the mean milliseconds per run; 0-cost for a layer without a predictor. For benchmarks.
+   * @internal
+   */
+  timePredictor(layer: number, input: Float32Array, repeats: number): number {
+    return this.#timeLayer("predictor", layer, input, repeats);
+  }
+
+  #timeLayer(part: "ffn" | "predictor", layer: number, input: Float32Array, repeats: number): number {
     const wasm = this.#exports;
     if (this.#ffnInput === 0) this.#ffnInput = wasm.alloc(this.config.dim * 4) >>> 0;
     const pointer = this.#ffnInput;
@@ -291,7 +304,8 @@ export class Model {
     }
     new Float32Array(wasm.memory.buffer, pointer, input.length).set(input);
     const started = performance.now();
-    wasm.ffnRepeat(layer, pointer, repeats);
+    if (part === "ffn") wasm.ffnRepeat(layer, pointer, repeats);
+    else wasm.predictorRepeat(layer, pointer, repeats);
     return (performance.now() - started) / repeats;
   }
 

@@ -39,6 +39,7 @@ export interface DormantExports {
   sparseStats(): number;
   setTrace(pointer: number): void;
   ffnRepeat(layer: number, input: number, repeats: number): void;
+  predictorRepeat(layer: number, input: number, repeats: number): void;
   setRope(neox: number, freqScale: number): void;
   prefillInit(): number;
   prefillInitBytes(): number;

@@ -189,7 +189,8 @@ describe("dormant bench", () => {
     expect(rows[0].model).toBe("stories260K");
     expect(rows[0].decode_tokens_per_second).toBeGreaterThan(0);
     expect(rows[0].prefill_tokens_per_second).toBeGreaterThan(0);
-    expect(Object.keys(rows[0].ms_per_token).sort()).toEqual(["attention", "classifier", "ffn", "other"]);
+    expect(Object.keys(rows[0].ms_per_token).sort()).toEqual(["attention", "classifier", "ffn", "other", "predictor"]);
+    expect(rows[0].ms_per_token.predictor).toBe(0);
   });
 
   it("runs each kept fraction and thread count as its own row", async () => {
@@ -203,6 +204,7 @@ describe("dormant bench", () => {
       "int8 1 1", "int8 1 2", "int8 0.5 1", "int8 0.5 2", "f32 1 1", "f32 1 2",
     ]);
     const sparse = rows[2];
+    expect(sparse.ms_per_token.predictor).toBeGreaterThan(0);
     expect(sparse.kept_fraction).toBeGreaterThan(0.2);
     expect(sparse.kept_fraction).toBeLessThan(0.8);
     expect(rows[0].kept_fraction).toBe(1);

@@ -10,7 +10,7 @@ import {
   activation, dim, dim_pad, gated, head_size, hidden_dim, hidden_pad, int8, kv_dim, kv_mul, n_heads,
   n_kv_heads, n_layers, norm_eps, rope_freq_scale, rope_neox, rope_theta, seq_len, vocab_size,
 } from "./config";
-import { countNeurons, hasBundles, sparseFfn } from "./sparse";
+import { countNeurons, hasBundles, predictOnly, sparseFfn } from "./sparse";
 import { parallelAttention, parallelMatmatF32, parallelMatvecQ8 } from "../threads";
 import {
   att, hb, hb2, key_cache, logits, q, value_cache, x, xb, xb2, xq, xs,
@@ -141,6 +141,13 @@ export function ffnRepeat(l: i32, input: usize, repeats: i32): void {
     memory.copy(xb, input, <usize>dim << 2);
     ffn(l);
   }
+}
+
+/** Runs the predictor of layer l `repeats` times on `input` (dim f32, already normed); benchmarks time it. */
+export function predictorRepeat(l: i32, input: usize, repeats: i32): void {
+  memory.copy(xb, input, <usize>dim << 2);
+  prepare(xb, dim_pad);
+  for (let r = 0; r < repeats; r++) predictOnly(l, xq, xs);
 }
 
 /** Runs the final norm and the classifier `repeats` times on the residual stream x; benchmarks time it. */

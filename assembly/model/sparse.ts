@@ -269,6 +269,17 @@ function predictCandidates(layer: i32): i32 {
   return selectCandidates(masks, predicted, hidden_dim, load<f32>(field(layer, FIELD_CUTOFF)), activation, layerBounds(layer));
 }
 
+/**
+ * Runs only the predictor of layer l (and the candidate selection) on the quantized input, for
+ * benchmarks. Returns the candidate count, or 0 for a layer without a predictor.
+ */
+export function predictOnly(layer: i32, xq: usize, xs: usize): i32 {
+  if (load<u32>(field(layer, FIELD_PRED_UP)) == 0) return 0;
+  inputQ = xq;
+  inputS = xs;
+  return predictCandidates(layer);
+}
+
 /** Marks every neuron as a candidate. */
 function allCandidates(): void {
   const blocks = hidden_pad >> 5;
