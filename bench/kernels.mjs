@@ -75,18 +75,24 @@ function alloc(e, bytes) {
   return pointer;
 }
 
+/** Places a rows × cols int8 matrix (quants in [-127, 127], as the relaxed kernel requires) and its scales. */
+function placeQ8Matrix(e, rows, cols) {
+  const wq = alloc(e, rows * cols);
+  fillBytes(e.memory, wq, rows * cols, 7);
+  const quants = new Int8Array(e.memory.buffer, wq, rows * cols);
+  for (let i = 0; i < quants.length; i++) if (quants[i] === -128) quants[i] = -127;
+  const ws = alloc(e, rows * (cols / 32) * 4);
+  fillF32(e.memory, ws, rows * (cols / 32), 11);
+  return { wq, ws };
+}
+
 function benchModule(name, e) {
   for (const [rows, cols] of SHAPES) {
     e.allocReset();
     const ops = 2 * rows * cols;
 
-    // int8: quants in [-127, 127] as the relaxed kernel requires, activations from quantizeQ8
-    const wq = alloc(e, rows * cols);
-    fillBytes(e.memory, wq, rows * cols, 7);
-    const quants = new Int8Array(e.memory.buffer, wq, rows * cols);
-    for (let i = 0; i < quants.length; i++) if (quants[i] === -128) quants[i] = -127;
-    const ws = alloc(e, rows * (cols / 32) * 4);
-    fillF32(e.memory, ws, rows * (cols / 32), 11);
+    // int8 weights, activations from quantizeQ8
+    const { wq, ws } = placeQ8Matrix(e, rows, cols);
     const x = alloc(e, cols * 4);
     fillF32(e.memory, x, cols, 13);
     const xq = alloc(e, cols);
@@ -110,12 +116,7 @@ function benchMatmat(name, e) {
   for (const [rows, cols] of MATMAT_SHAPES) {
     e.allocReset();
     const n = MATMAT_TOKENS;
-    const wq = alloc(e, rows * cols);
-    fillBytes(e.memory, wq, rows * cols, 7);
-    const quants = new Int8Array(e.memory.buffer, wq, rows * cols);
-    for (let i = 0; i < quants.length; i++) if (quants[i] === -128) quants[i] = -127;
-    const ws = alloc(e, rows * (cols / 32) * 4);
-    fillF32(e.memory, ws, rows * (cols / 32), 11);
+    const { wq, ws } = placeQ8Matrix(e, rows, cols);
     const x = alloc(e, n * cols * 4);
     fillF32(e.memory, x, n * cols, 13);
     const xq = alloc(e, n * cols);
