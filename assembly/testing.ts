@@ -47,3 +47,4 @@ export {
 } from "./kernels/sparse_q8";
 export { cutoffBounds, selectCandidates, selectCandidatesRef } from "./kernels/candidates";
 export { readBytes, readBytesRef } from "./kernels/bandwidth";
+export { attentionScores, attentionScoresRef, attentionValues, attentionValuesRef } from "./kernels/attention";

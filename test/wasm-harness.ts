@@ -36,6 +36,10 @@ export interface KernelExports {
   addF32Ref(y: number, x: number, n: number): void;
   swiglu(gate: number, up: number, n: number): void;
   ropeAdjacent(vec: number, headCount: number, head_size: number, pos: number, theta: number): void;
+  attentionScores(scores: number, q: number, keys: number, stride: number, count: number, n: number, scale: number): void;
+  attentionScoresRef(scores: number, q: number, keys: number, stride: number, count: number, n: number, scale: number): void;
+  attentionValues(out: number, weights: number, values: number, stride: number, count: number, n: number): void;
+  attentionValuesRef(out: number, weights: number, values: number, stride: number, count: number, n: number): void;
 }
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));

@@ -3,9 +3,10 @@
 
 import { quantizeQ8 } from "../kernels/quantize";
 import {
-  addF32, axpyF32, dequantizeRowQ8, dotF32, rmsnorm, ropeAdjacent, ropeHalves, ropeScaled, softmax,
+  addF32, dequantizeRowQ8, rmsnorm, ropeAdjacent, ropeHalves, ropeScaled, softmax,
 } from "../kernels/ops";
 import { activateInPlace } from "../kernels/activation";
+import { attentionScores, attentionValues } from "../kernels/attention";
 import {
   activation, dim, dim_pad, gated, head_size, hidden_dim, hidden_pad, int8, kv_dim, kv_mul, n_heads,
   n_kv_heads, n_layers, norm_eps, rope_freq_scale, rope_neox, rope_theta, seq_len, vocab_size,
@@ -87,18 +88,9 @@ export function attendHeadAt(h: i32, pos: i32, layerCache: usize, qBase: usize, 
   const kvOffset = <usize>((h / kv_mul) * head_size) << 2;
   const scale: f32 = 1.0 / Mathf.sqrt(<f32>head_size);
 
-  for (let t = 0; t <= pos; t++) {
-    const kt = key_cache + layerCache + (<usize>(t * kv_dim) << 2) + kvOffset;
-    store<f32>(scores + (<usize>t << 2), dotF32(qh, kt, head_size) * scale);
-  }
+  attentionScores(scores, qh, key_cache + layerCache + kvOffset, kv_dim, pos + 1, head_size, scale);
   softmax(scores, pos + 1);
-
-  const out = outBase + (<usize>(h * head_size) << 2);
-  memory.fill(out, 0, <usize>head_size << 2);
-  for (let t = 0; t <= pos; t++) {
-    const vt = value_cache + layerCache + (<usize>(t * kv_dim) << 2) + kvOffset;
-    axpyF32(out, load<f32>(scores + (<usize>t << 2)), vt, head_size);
-  }
+  attentionValues(outBase + (<usize>(h * head_size) << 2), scores, value_cache + layerCache + kvOffset, kv_dim, pos + 1, head_size);
 }
 
 
