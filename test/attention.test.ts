@@ -1,6 +1,6 @@
-// Attention kernels: the simd128 scores and weighted value sums against their scalar references,
-// bit for bit, on head sizes and position counts that exercise every tail; the scores against the
-// per-position dotF32 they replace, and both references against f64 sums.
+// Attention kernels. The simd128 scores and weighted value sums must equal their scalar references
+// bit for bit, on head sizes and position counts that reach every tail. The scores must also equal
+// the per-position dotF32 they replace, and both references must agree with f64 sums.
 
 import { beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { findBitMismatch } from "./q8-cases.js";
