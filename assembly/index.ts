@@ -14,7 +14,10 @@ import { allocStates, stateBytes } from "./model/state";
 import { allocWeightTable, setWeight as setWeightSlot } from "./model/weights";
 import { PREFILL_BLOCK, allocPrefill, forwardBlock as forwardTokens, prefillBytes, prefillProbe as probePrefill, prefillTokens } from "./model/prefill";
 import { matmatRelaxed as blockedKernelRelaxed } from "./kernels/matmat_q8";
-import { threadCount as threadTotal, threadRun as runThread, threadsBytes as threadBytes, threadsInit as initThreads, threadsStop as stopThreads } from "./threads";
+import {
+  threadCount as threadTotal, threadRun as runThread, threadsBytes as threadBytes, threadsInit as initThreads,
+  threadsStartedPointer as startedPointer, threadsStop as stopThreads,
+} from "./threads";
 import { attentionRepeat as attentionRepeatLayer, classifierRepeat as classifierRepeatRun, ffnRepeat as ffnRepeatLayer, forward as forwardStep, predictorRepeat as predictorRepeatLayer, setTrace as setTracePointer } from "./model/forward";
 
 /** Resets the arena with a budget in bytes (f64 so JavaScript passes a plain number). Returns 1 on success. */
@@ -186,6 +189,11 @@ export function threadsInit(count: i32, mayBlock: i32): usize {
 /** Bytes threadsInit(count) allocates for the configured model. */
 export function threadsBytes(count: i32): f64 {
   return threadBytes(count);
+}
+
+/** Address of the i32 count of workers that entered threadRun (0 before threadsInit). */
+export function threadsStarted(): usize {
+  return startedPointer();
 }
 
 /** Worker entry: runs slices of the forward pass's jobs until threadsStop(). Blocks. */

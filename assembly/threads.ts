@@ -11,16 +11,16 @@
 //   control + 128  sleepers    i32, workers blocked in memory.atomic.wait32
 //   control + 132  started     i32, workers that entered threadRun (the host waits for all)
 //   control + 136  waiting     i32, 1 while the main thread is blocked waiting for `done`
-//   control + 192  job kind, thread count, then JOB_ARGS argument slots (i32 or f32)
-//   control + 320  configuration snapshot, CONFIG_FIELDS i32
+//   control + 192  job kind, thread count, then 12 argument slots (i32)
+//   control + 320  configuration snapshot, 13 i32
 //
 // One job is one barrier: the main thread publishes it, computes slice 0 itself and spins until
 // every worker has counted itself done. Workers spin for a while after a job, because the next
 // matrix follows within microseconds, and then sleep in memory.atomic.wait32 so an idle model
 // costs no CPU. When the machine has more busy threads than cores, a worker can lose its core
-// for a whole scheduler slice, and a main thread spinning for it would keep the core from it:
-// so after a short spin the main thread sleeps too, where it may (not on a browser page's
-// thread, which must not block; the host says which at threadsInit).
+// for a whole scheduler slice, and a main thread spinning for it would keep the core from it.
+// So after a few hundred microseconds of spinning the main thread sleeps too, where it may: not
+// on a browser page's thread, which must not block (the host says which at threadsInit).
 //
 // Slices split rows on 4-row group boundaries (heads, for attention) and each output element is
 // computed by one thread with the same kernel and the same f32 steps, so results are bit-identical
@@ -45,9 +45,7 @@ const WAITING: usize = 136;
 const KIND: usize = 192;
 const COUNT: usize = 196;
 const ARGS: usize = 200;
-const JOB_ARGS: i32 = 12;
 const CONFIG: usize = 320;
-const CONFIG_FIELDS: i32 = 13;
 const CONTROL_BYTES: u64 = 384;
 
 const JOB_QUIT: i32 = 0;
@@ -69,9 +67,11 @@ export const MAX_THREADS: i32 = 64;
 export const MIN_PARALLEL_WORK: i64 = 1 << 16;
 
 /**
- * Spin iterations (atomic loads, about a nanosecond each) before a worker sleeps: tens of
- * microseconds, which bridge the gaps between the matrices of a token but not the host's work
- * between tokens, so an idle model stops using CPU at once.
+ * Spin iterations (atomic loads, about a nanosecond each) before a worker sleeps: a few hundred
+ * microseconds, which bridge the gaps between the matrices of a token, while an idle model stops
+ * using CPU within a millisecond. With 2^16 here and 2^14 for the main thread, threads slept and
+ * woke at many barriers of a token, and two threads decoded slower than one (60 against 109
+ * tokens/s on the stories110M shape).
  */
 const WORKER_SPIN_LIMIT: i32 = 1 << 18;
 
@@ -86,8 +86,10 @@ let threads: i32 = 1;
 /** Whether the main thread may block in memory.atomic.wait32 (not on a browser page's thread). */
 let mainMayBlock: bool = false;
 
-/** Offset of the started counter in the control block, for the host. */
-export const STARTED_OFFSET: i32 = <i32>STARTED;
+/** Address of the counter of workers that entered threadRun, 0 before threadsInit; the host polls it. */
+export function threadsStartedPointer(): usize {
+  return control != 0 ? control + STARTED : 0;
+}
 
 /** Bytes of one worker's matmatQ8 scratch for the configured model. */
 function workerScratchBytes(): usize {

@@ -23,9 +23,6 @@ export interface ThreadStart {
 /** Messages from a thread worker. */
 export type ThreadReply = { type: "ready" } | { type: "stopped" } | { type: "error"; message: string };
 
-/** Offset of the started counter in the control block (assembly/threads.ts). */
-const STARTED_OFFSET = 132;
-
 /** How long the workers get to start, including compiling the module in their thread. */
 const START_TIMEOUT_MS = 20_000;
 
@@ -117,7 +114,7 @@ export class ThreadPool {
         }
         workers.push(worker);
       }
-      const started = new Int32Array(wasm.memory.buffer, control + STARTED_OFFSET, 1);
+      const started = new Int32Array(wasm.memory.buffer, wasm.threadsStarted() >>> 0, 1);
       const deadline = Date.now() + START_TIMEOUT_MS;
       while (Atomics.load(started, 0) < count - 1) {
         if (failure !== null || Date.now() > deadline) {

@@ -52,6 +52,7 @@ export interface DormantExports {
   threadsBytes(count: number): number;
   threadRun(control: number, id: number): void;
   threadsStop(): void;
+  threadsStarted(): number;
   threadCount(): number;
   prefillProbe(relaxed: number, repeats: number): void;
   prefillRelaxed(): number;
