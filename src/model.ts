@@ -286,7 +286,7 @@ export class Model {
 
   /**
    * Runs the predictor of `layer` (with the candidate selection) on `input` `repeats` times and
-   * returns the mean milliseconds per run; 0-cost for a layer without a predictor. For benchmarks.
+   * returns the mean milliseconds per run (next to nothing for a layer without one). For benchmarks.
    * @internal
    */
   timePredictor(layer: number, input: Float32Array, repeats: number): number {
