@@ -19,6 +19,7 @@ interface ExampleState {
   summary: { generatedTokens: number; tokensPerSecond: number; stopReason: string } | null;
   error: string | null;
   kernels: string | null;
+  threads: number | null;
 }
 
 let server: ChildProcess | undefined;
@@ -84,7 +85,9 @@ describe("examples/web", () => {
 
     const storyText = await page.textContent("#story");
     expect(storyText).toBe(`Once upon a time${example.text}`);
-    expect(await page.textContent("#speed")).toMatch(/^\d+ tokens, \d+ tokens\/s in the worker/);
+    expect(await page.textContent("#speed")).toMatch(/^\d+ tokens, \d+ tokens\/s in the worker \(\S+, int8, 2 threads\)/);
+    // serve.mjs makes the page cross-origin isolated, so the model runs on the 2 threads it asks for
+    expect(example.threads).toBe(2);
     expect(await page.getAttribute("#progress", "value")).toBe("1");
   });
 
@@ -94,6 +97,8 @@ describe("examples/web", () => {
     for (const url of requests) expect(new URL(url).origin, url).toBe(origin);
     // The model runs in the worker script beside the bundle, which reads the wasm modules from build/.
     expect(paths).toContain("/dist/dormant.worker.js");
+    // the worker starts the model's second thread from the thread script beside the bundle
+    expect(paths).toContain("/dist/dormant.thread.js");
     expect(paths).toContain("/models/stories260K.gguf");
     expect(paths.some((path) => path.startsWith("/build/dormant"))).toBe(true);
   });

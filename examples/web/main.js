@@ -21,7 +21,7 @@ const elements = {
 };
 
 /** Page state for tests and the console: "loading", "ready", "generating", "done" or "error". */
-const example = { state: "loading", progress: [], text: "", summary: null, error: null, kernels: null };
+const example = { state: "loading", progress: [], text: "", summary: null, error: null, kernels: null, threads: null };
 window.dormantExample = example;
 
 function formatBytes(bytes) {
@@ -77,14 +77,16 @@ async function writeStory(model) {
   example.summary = { generatedTokens: summary.generatedTokens, tokensPerSecond: summary.tokensPerSecond, stopReason: summary.stopReason };
   elements.speed.textContent =
     `${summary.generatedTokens} tokens, ${summary.tokensPerSecond.toFixed(0)} tokens/s in the worker ` +
-    `(${model.kernels}, ${model.precision}); stopped at ${summary.stopReason === "eos" ? "the end of the story" : summary.stopReason.replace("_", " ")}`;
+    `(${model.kernels}, ${model.precision}, ${example.threads} threads); stopped at ${summary.stopReason === "eos" ? "the end of the story" : summary.stopReason.replace("_", " ")}`;
   example.state = "done";
   elements.write.disabled = false;
 }
 
 async function start() {
-  const model = await loadModel(modelUrl, { worker: true, onProgress: showProgress });
+  // two threads where the page is cross-origin isolated (serve.mjs sends the headers), else one
+  const model = await loadModel(modelUrl, { worker: true, threads: 2, onProgress: showProgress });
   example.kernels = model.kernels;
+  example.threads = model.stats().threads;
   elements.progress.value = 1;
   elements.status.textContent = `Loaded ${model.source.split("/").pop()}: ${model.config.n_layers} layers, dim ${model.config.dim}, ` +
     `vocabulary of ${model.config.vocab_size} tokens`;

@@ -107,6 +107,9 @@ const server = createServer((request, response) => {
     "content-type": mimeTypes[extname(file)] ?? "application/octet-stream",
     "content-length": String(size),
     "cache-control": "no-store",
+    // cross-origin isolation, so the page may share wasm memory with the model's threads
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-embedder-policy": "require-corp",
   });
   if (request.method === "HEAD") response.end();
   else createReadStream(file).pipe(response);
