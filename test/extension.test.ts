@@ -81,6 +81,25 @@ async function clickAction(): Promise<void> {
   await browserSession.send("Extensions.triggerAction", { id: extensionId, targetId: tab.targetId });
 }
 
+/**
+ * Clicks the toolbar button until the content script shows its status box, at most three times.
+ * NOTE: in two full-suite runs on a busy machine a click injected no content script and the next
+ * tests failed with it; the same test passed alone each time. Why the click was lost is not
+ * known. Returns the number of clicks.
+ */
+async function clickActionUntilInjected(): Promise<number> {
+  for (let click = 1; click <= 3; click++) {
+    await clickAction();
+    try {
+      await page.waitForSelector("#dormant-status", { timeout: 5_000 });
+      return click;
+    } catch {
+      console.warn(`extension test: click ${click} on the toolbar button showed no status box within 5 s`);
+    }
+  }
+  throw new Error("three clicks on the toolbar button injected no content script into the page");
+}
+
 /** Selects SELECTED inside the paragraph's one text node, as dragging the mouse over it would. */
 async function selectPrompt(): Promise<string> {
   return page.evaluate(([start, end]) => {
@@ -177,7 +196,7 @@ describe("extension", () => {
 
   test("continuation after selection", async () => {
     expect(await selectPrompt()).toBe(SELECTED);
-    await clickAction();
+    await clickActionUntilInjected();
     await page.waitForSelector("#dormant-continuation", { timeout: 20_000 });
     await page.waitForSelector('#dormant-status[data-state="done"]', { timeout: 5_000 });
     pageResult = await page.evaluate(() => {

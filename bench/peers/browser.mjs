@@ -36,49 +36,35 @@ export async function startBrowser(modelDir) {
   const pageErrors = [];
 
   /**
-   * Opens a page and loads one model into wllama. Two or more threads need the isolated server.
-   * Resolves to an engine: { info, run(), dispose() }.
+   * Opens the page of an engine (bench/peers/NAME.html, whose script defines window.NAMEReady and
+   * loadNAME, runNAME, unloadNAME with the name capitalized) and loads one model into it. Two or
+   * more threads need the isolated server. Resolves to an engine: { info, run(), dispose() }.
    */
-  async function open({ modelFile, threads, contextLength, prompt, tokens }) {
+  async function openPage(name, { modelFile, threads, ...settings }) {
     const server = threads > 1 ? isolated : plain;
+    const suffix = name[0].toUpperCase() + name.slice(1);
     const page = await context.newPage();
     page.on("pageerror", (error) => pageErrors.push(error.message));
-    await page.goto(`${server.url}/page/wllama.html`);
-    await page.waitForFunction(() => window.wllamaReady === true);
+    await page.goto(`${server.url}/page/${name}.html`);
+    await page.waitForFunction((flag) => window[flag] === true, `${name}Ready`);
     const modelUrl = `/models/${path.relative(modelDir, modelFile)}`;
-    const info = await page.evaluate((options) => window.loadWllama(options), { modelUrl, threads, contextLength, prompt, tokens });
+    const info = await page.evaluate(([load, options]) => window[load](options), [`load${suffix}`, { modelUrl, threads, ...settings }]);
     return {
       info,
-      run: () => page.evaluate(() => window.runWllama()),
+      kernels: info.kernels,
+      run: () => page.evaluate((run) => window[run](), `run${suffix}`),
       dispose: async () => {
-        await page.evaluate(() => window.unloadWllama());
+        await page.evaluate((unload) => window[unload](), `unload${suffix}`);
         await page.close();
       },
     };
   }
 
-  /**
-   * Opens a page and loads one model into dormant (int8). Two or more threads need the isolated
-   * server. Resolves to an engine: { info, run(), dispose() }.
-   */
-  async function openDormant({ modelFile, threads, contextLength, promptTokens, tokens }) {
-    const server = threads > 1 ? isolated : plain;
-    const page = await context.newPage();
-    page.on("pageerror", (error) => pageErrors.push(error.message));
-    await page.goto(`${server.url}/page/dormant.html`);
-    await page.waitForFunction(() => window.dormantReady === true);
-    const modelUrl = `/models/${path.relative(modelDir, modelFile)}`;
-    const info = await page.evaluate((options) => window.loadDormant(options), { modelUrl, threads, contextLength, promptTokens, tokens });
-    return {
-      info,
-      kernels: info.kernels,
-      run: () => page.evaluate(() => window.runDormant()),
-      dispose: async () => {
-        await page.evaluate(() => window.unloadDormant());
-        await page.close();
-      },
-    };
-  }
+  /** Loads one model into wllama: { modelFile, threads, contextLength, prompt, tokens }. */
+  const open = (options) => openPage("wllama", options);
+
+  /** Loads one model into dormant (int8): { modelFile, threads, contextLength, promptTokens, tokens }. */
+  const openDormant = (options) => openPage("dormant", options);
 
   async function close() {
     await context.close();
