@@ -148,6 +148,7 @@ function defaultThreadUrl(): URL {
   return env.isNode || env.isDeno ? new URL("./thread.js", import.meta.url) : new URL("./dormant.thread.js", import.meta.url);
 }
 
+/** Checks option threads; 64 is MAX_THREADS of assembly/threads.ts, which sizes the per-thread scratch. */
 function checkThreads(value: unknown): number {
   if (value === undefined) return 1;
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 64) {

@@ -26,9 +26,6 @@ export type ThreadReply = { type: "ready" } | { type: "stopped" } | { type: "err
 /** How long the workers get to start, including compiling the module in their thread. */
 const START_TIMEOUT_MS = 20_000;
 
-/** Most threads a model may use (assembly/threads.ts, MAX_THREADS). */
-export const MAX_THREADS = 64;
-
 /** Returns why this host cannot share wasm memory with workers, or null when it can. */
 export function threadsUnavailable(): string | null {
   if ((env.isBrowser || env.isWorker) && !env.crossOriginIsolated) {
