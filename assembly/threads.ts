@@ -61,8 +61,8 @@ const JOB_SPARSE_DOWN: i32 = 7;
 export const MAX_THREADS: i32 = 64;
 
 /**
- * Multiply-adds below which a matrix runs on the main thread alone: a barrier costs about a
- * microsecond, which is more than the split saves on the small matrices of stories260K.
+ * Multiply-adds below which a matrix runs on the main thread alone. A barrier costs on the order
+ * of a microsecond (an estimate), more than the split saves on the small matrices of stories260K.
  */
 export const MIN_PARALLEL_WORK: i64 = 1 << 16;
 

@@ -5,7 +5,7 @@
  *
  * Sharing wasm memory needs SharedArrayBuffer; browsers offer it only to cross-origin isolated
  * pages (COOP same-origin, COEP require-corp). Where it is missing the model runs on one
- * thread and stats() says why (threadsNote).
+ * thread and stats().threadsNote gives the reason.
  */
 
 import { env } from "./env.js";
@@ -46,7 +46,7 @@ async function startWorker(url: URL, onReply: (reply: ThreadReply) => void, onFa
     const worker = new Worker(url, { execArgv: [] });
     worker.on("message", onReply);
     worker.on("error", (error: Error) => onFailure(error.message));
-    // a model the program forgets to dispose must not keep the process alive; after the
+    // a model that is never disposed must not keep the process alive; unref after the
     // listeners, because adding a message listener refs the worker again
     worker.unref();
     return { post: (start) => worker.postMessage(start), terminate: () => void worker.terminate() };

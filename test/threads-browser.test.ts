@@ -1,6 +1,6 @@
 // Threads in headless Chromium: a cross-origin isolated page runs stories260K on 2 threads (Web
-// Workers over one shared memory) with the bits of 1 thread; a page without isolation falls back
-// to 1 thread and says why.
+// Workers over one shared memory) with the bits of 1 thread, and a page without isolation falls
+// back to 1 thread and gives the reason.
 
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -100,7 +100,7 @@ describe("threads in Chromium", () => {
     expect(pageErrors).toEqual([]);
   }, 60_000);
 
-  it("a page without isolation runs 1 thread and says why", async () => {
+  it("a page without isolation falls back to 1 thread", async () => {
     const result = await runPage(plainServer.origin, 2);
     expect(result.isolated).toBe(false);
     expect(result.threads).toBe(1);
