@@ -16,7 +16,8 @@ import { PREFILL_BLOCK, allocPrefill, forwardBlock as forwardTokens, prefillByte
 import { matmatRelaxed as blockedKernelRelaxed } from "./kernels/matmat_q8";
 import {
   threadCount as threadTotal, threadRun as runThread, threadsBytes as threadBytes, threadsInit as initThreads,
-  threadsStartedPointer as startedPointer, threadsStop as stopThreads,
+  threadsStartedPointer as startedPointer, threadsStop as stopThreads, threadFail as failThreads,
+  threadsFailed as threadsHaveFailed,
 } from "./threads";
 import { attentionRepeat as attentionRepeatLayer, classifierRepeat as classifierRepeatRun, ffnRepeat as ffnRepeatLayer, forward as forwardStep, predictorRepeat as predictorRepeatLayer, setTrace as setTracePointer } from "./model/forward";
 
@@ -199,6 +200,16 @@ export function threadsStarted(): usize {
 /** Worker entry: runs slices of the forward pass's jobs until threadsStop(). Blocks. */
 export function threadRun(control: usize, id: i32): void {
   runThread(control, id);
+}
+
+/** Worker side, after its threadRun trapped: marks the threads failed so the main thread stops waiting. */
+export function threadFail(control: usize): void {
+  failThreads(control);
+}
+
+/** Returns 1 once a worker has failed; the forward pass then traps at its next barrier. */
+export function threadsFailed(): i32 {
+  return threadsHaveFailed();
 }
 
 /** Ends the workers' threadRun loops; the model runs on one thread afterwards. */

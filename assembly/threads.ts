@@ -11,6 +11,7 @@
 //   control + 128  sleepers    i32, workers blocked in memory.atomic.wait32
 //   control + 132  started     i32, workers that entered threadRun (the host waits for all)
 //   control + 136  waiting     i32, 1 while the main thread is blocked waiting for `done`
+//   control + 140  failed      i32, 1 once a worker trapped: the main thread traps instead of waiting
 //   control + 192  job kind, thread count, then 12 argument slots (i32)
 //   control + 320  configuration snapshot, 13 i32
 //
@@ -42,6 +43,7 @@ const DONE: usize = 64;
 const SLEEPERS: usize = 128;
 const STARTED: usize = 132;
 const WAITING: usize = 136;
+const FAILED: usize = 140;
 const KIND: usize = 192;
 const COUNT: usize = 196;
 const ARGS: usize = 200;
@@ -208,6 +210,7 @@ function runSlice(kind: i32, id: i32, count: i32): void {
 /** Publishes the job whose arguments are set, runs slice 0, and returns when every slice is done. */
 function runJob(kind: i32): void {
   if (ASC_FEATURE_THREADS) {
+    if (atomic.load<i32>(control + FAILED) != 0) unreachable();
     store<i32>(control + KIND, kind);
     atomic.store<i32>(control + DONE, 0);
     atomic.add<i32>(control + GENERATION, 1);
@@ -217,6 +220,8 @@ function runJob(kind: i32): void {
     while (true) {
       const done = atomic.load<i32>(control + DONE);
       if (done >= threads - 1) break;
+      // a worker that trapped never counts itself done: fail here rather than wait forever
+      if (atomic.load<i32>(control + FAILED) != 0) unreachable();
       if (mainMayBlock && ++spins >= MAIN_SPIN_LIMIT) {
         // a worker that counts itself done after this store sees it and notifies; one that
         // counted before it changed `done`, so the wait returns at once
@@ -272,6 +277,22 @@ export function threadRun(controlPointer: usize, id: i32): void {
     atomic.add<i32>(control + DONE, 1);
     if (atomic.load<i32>(control + WAITING) != 0) atomic.notify(control + DONE, 1);
   }
+}
+
+/**
+ * Marks the threads of `controlPointer` failed and wakes the main thread, which then traps at its
+ * barrier. A worker whose threadRun trapped calls it, so the model errors instead of hanging.
+ */
+export function threadFail(controlPointer: usize): void {
+  if (!ASC_FEATURE_THREADS) return;
+  atomic.store<i32>(controlPointer + FAILED, 1);
+  atomic.notify(controlPointer + DONE, 1);
+}
+
+/** Returns 1 once a worker has failed (threadFail), else 0. */
+export function threadsFailed(): i32 {
+  if (!ASC_FEATURE_THREADS || control == 0) return 0;
+  return atomic.load<i32>(control + FAILED) != 0 ? 1 : 0;
 }
 
 /** Ends every worker's threadRun and returns to one thread. */

@@ -396,6 +396,15 @@ export class Model {
     };
   }
 
+  /** Replaces the trap of a forward pass whose worker thread failed by an error that says so. */
+  #threadFailure(error: unknown): unknown {
+    if (!this.#pool || this.#wasm?.threadsFailed() !== 1) return error;
+    return new WasmError(
+      `${this.source}: a thread worker failed, so the forward pass stopped; dispose the model and load it again (${(error as Error).message})`,
+      { source: this.source, field: "threads", actual: "a failed worker", expected: `${this.#pool.count} running threads` },
+    );
+  }
+
   get #exports(): DormantExports {
     if (!this.#wasm) {
       throw new OptionError("Model: the model was disposed, expected a loaded model", {
@@ -425,7 +434,12 @@ export class Model {
    */
   step(token: number, pos: number): Float32Array {
     const wasm = this.#exports;
-    const pointer = wasm.forward(token, pos) >>> 0;
+    let pointer: number;
+    try {
+      pointer = wasm.forward(token, pos) >>> 0;
+    } catch (error) {
+      throw this.#threadFailure(error);
+    }
     if (!this.#logitsView || this.#logitsView.buffer !== wasm.memory.buffer || this.#logitsView.byteOffset !== pointer) {
       this.#logitsView = new Float32Array(wasm.memory.buffer, pointer, this.config.vocab_size);
     }
@@ -444,7 +458,11 @@ export class Model {
     for (let start = 0; start < ids.length; start += block) {
       const n = Math.min(block, ids.length - start);
       new Int32Array(wasm.memory.buffer, wasm.prefillTokenBuffer() >>> 0, n).set(Array.prototype.slice.call(ids, start, start + n));
-      pointer = wasm.forwardBlock(n, pos0 + start, 0) >>> 0;
+      try {
+        pointer = wasm.forwardBlock(n, pos0 + start, 0) >>> 0;
+      } catch (error) {
+        throw this.#threadFailure(error);
+      }
     }
     return new Float32Array(wasm.memory.buffer, pointer, this.config.vocab_size);
   }
@@ -481,7 +499,12 @@ export class Model {
     for (let start = 0; start < ids.length; start += block) {
       const n = Math.min(block, ids.length - start);
       new Int32Array(wasm.memory.buffer, wasm.prefillTokenBuffer() >>> 0, n).set(ids.slice(start, start + n));
-      const pointer = wasm.forwardBlock(n, start, 1) >>> 0;
+      let pointer: number;
+      try {
+        pointer = wasm.forwardBlock(n, start, 1) >>> 0;
+      } catch (error) {
+        throw this.#threadFailure(error);
+      }
       const all = new Float32Array(wasm.memory.buffer, pointer, n * vocab);
       for (let t = 0; t < n; t++) rows.push(all.slice(t * vocab, (t + 1) * vocab));
     }

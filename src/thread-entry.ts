@@ -31,17 +31,23 @@ async function connect(): Promise<Port> {
 
 const port = await connect();
 port.listen(({ module, memory, control, id }) => {
-  let run: (control: number, id: number) => void;
+  let exports: { threadRun(control: number, id: number): void; threadFail(control: number): void };
   try {
     const instance = new WebAssembly.Instance(module, { env: { memory } });
-    run = (instance.exports as unknown as { threadRun(control: number, id: number): void }).threadRun;
+    exports = instance.exports as unknown as typeof exports;
   } catch (error) {
     port.post({ type: "error", message: (error as Error).message });
     return;
   }
-  // blocks until threadsStop(); the host counts started threads in the control block
-  run(control, id);
-  port.post({ type: "stopped" });
+  try {
+    // blocks until threadsStop(); the host counts started threads in the control block
+    exports.threadRun(control, id);
+    port.post({ type: "stopped" });
+  } catch (error) {
+    // the main thread waits at a barrier for this worker: release it with the failure mark
+    exports.threadFail(control);
+    port.post({ type: "error", message: (error as Error).message });
+  }
   if (!env.isNode) (globalThis as unknown as WorkerScope).close();
 });
 port.post({ type: "ready" });

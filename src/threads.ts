@@ -129,7 +129,8 @@ export class ThreadPool {
   /** Ends the workers' loops and terminates them; the model runs on one thread afterwards. */
   stop(): void {
     if (this.#workers.length === 0) return;
-    this.#wasm.threadsStop();
+    // after a worker failed, the quit job traps at once instead of waiting; terminating suffices
+    if (this.#wasm.threadsFailed() !== 1) this.#wasm.threadsStop();
     for (const worker of this.#workers) worker.terminate();
     this.#workers = [];
   }

@@ -53,6 +53,8 @@ export interface DormantExports {
   threadRun(control: number, id: number): void;
   threadsStop(): void;
   threadsStarted(): number;
+  threadFail(control: number): void;
+  threadsFailed(): number;
   threadCount(): number;
   prefillProbe(relaxed: number, repeats: number): void;
   prefillRelaxed(): number;

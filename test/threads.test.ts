@@ -173,6 +173,13 @@ describe("threads errors", () => {
     }
   });
 
+  it("a failed worker gives an error, not a hang", async () => {
+    const model = await load(gqa, { threads: 2, threadUrl: new URL("./threads/failing-thread.js", import.meta.url) });
+    expect(() => model.step(1, 0)).toThrow("synthetic silu gated: a thread worker failed, so the forward pass stopped; dispose the model and load it again");
+    expect(() => model.logits([1, 2, 3, 4, 5])).toThrow("a thread worker failed");
+    expect(() => model.dispose()).not.toThrow();
+  });
+
   it("threadUrl of the wrong type is rejected", async () => {
     await expect(createModel(syntheticModel(gqa, 7), { threads: 2, threadUrl: 42 as unknown as string })).rejects.toThrow(
       "loadModel: option threadUrl is number, expected a URL or a URL string",
