@@ -5,7 +5,7 @@
  */
 
 import { optionMismatch } from "./errors.js";
-import type { Model, Precision, RuntimeSparsity } from "./model.js";
+import { MAX_THREADS, type Model, type Precision, type RuntimeSparsity } from "./model.js";
 import { activate } from "./sparsity/calibrate.js";
 import { SYNTHETIC_SHAPES, syntheticModel } from "./synthetic.js";
 
@@ -77,8 +77,8 @@ export function checkBenchOptions(options: Pick<BenchOptions, "models" | "runs" 
     optionMismatch("dormant bench", { source: "option tokens", field: "tokens", actual: String(options.tokens), expected: "an integer in [2, 4096]" });
   }
   for (const count of options.threads ?? [1]) {
-    if (!Number.isInteger(count) || count < 1 || count > 64) {
-      optionMismatch("dormant bench", { source: "option threads", field: "threads", actual: String(count), expected: "integers in [1, 64]" });
+    if (!Number.isInteger(count) || count < 1 || count > MAX_THREADS) {
+      optionMismatch("dormant bench", { source: "option threads", field: "threads", actual: String(count), expected: `integers in [1, ${MAX_THREADS}]` });
     }
   }
   for (const fraction of options.keep ?? [1]) {

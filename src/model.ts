@@ -148,12 +148,14 @@ function defaultThreadUrl(): URL {
   return env.isNode || env.isDeno ? new URL("./thread.js", import.meta.url) : new URL("./dormant.thread.js", import.meta.url);
 }
 
-/** Checks option threads; 64 is MAX_THREADS of assembly/threads.ts, which sizes the per-thread scratch. */
+/** Most threads a model runs on: MAX_THREADS of assembly/threads.ts, which sizes the per-thread scratch. */
+export const MAX_THREADS = 64;
+
 function checkThreads(value: unknown): number {
   if (value === undefined) return 1;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 64) {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > MAX_THREADS) {
     optionMismatch("loadModel", {
-      source: "option threads", field: "threads", actual: JSON.stringify(value), expected: "an integer in [1, 64]",
+      source: "option threads", field: "threads", actual: JSON.stringify(value), expected: `an integer in [1, ${MAX_THREADS}]`,
     });
   }
   return value;

@@ -93,7 +93,6 @@ export function attendHeadAt(h: i32, pos: i32, layerCache: usize, qBase: usize, 
   attentionValues(outBase + (<usize>(h * head_size) << 2), scores, value_cache + layerCache + kvOffset, kv_dim, pos + 1, head_size);
 }
 
-
 /**
  * Trace buffer for calibration, 0 when off: (n_layers, dim + hidden_dim) f32 holding per layer
  * the FFN input after its RMSNorm, then the gate pre-activations.

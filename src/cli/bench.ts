@@ -2,7 +2,7 @@
 
 import { OptionError } from "../errors.js";
 import type { OptionSpecs, ParsedArgs } from "../args.js";
-import { createModel, loadModel, type Precision } from "../model.js";
+import { MAX_THREADS, createModel, loadModel, type Precision } from "../model.js";
 import { benchModelFile, formatBenchTable, runBench } from "../bench.js";
 import { writeFileAtomic } from "../io.js";
 import { checkOutputFolder, commaList, modelOptions, stderr, stdout, writeJson } from "./common.js";
@@ -12,7 +12,7 @@ export const benchOptions: OptionSpecs = {
   precision: { kind: "string", help: "comma-separated precisions: int8, f32 (default int8,f32)" },
   runs: { kind: "integer", help: "timed runs per figure after one warm-up, 1 to 100 (default 3)" },
   tokens: { kind: "integer", help: "tokens per decode run, 2 to 4096 (default 32)" },
-  threads: { kind: "string", help: "comma-separated thread counts, each 1 to 64 (default 1)" },
+  threads: { kind: "string", help: `comma-separated thread counts, each 1 to ${MAX_THREADS} (default 1)` },
   keep: { kind: "string", help: "comma-separated fractions of FFN neurons kept, in (0, 1], 1 = dense (default 1); below 1 runs int8 only, with a random predictor" },
   out: { kind: "string", help: "also write the rows as JSON to this file" },
   json: modelOptions.json,
@@ -32,9 +32,10 @@ export async function runBenchCommand(args: ParsedArgs): Promise<void> {
   }
   const threads = commaList("bench", "threads", options.threads as string | undefined, ["1"]).map((item) => {
     const count = Number(item);
-    if (!/^\d+$/.test(item) || count < 1 || count > 64) {
-      throw new OptionError(`dormant bench: option --threads has "${item}", expected integers in [1, 64]`, {
-        source: "option threads", field: "threads", actual: item, expected: "integers in [1, 64]",
+    if (!/^\d+$/.test(item) || count < 1 || count > MAX_THREADS) {
+      const expected = `integers in [1, ${MAX_THREADS}]`;
+      throw new OptionError(`dormant bench: option --threads has "${item}", expected ${expected}`, {
+        source: "option threads", field: "threads", actual: item, expected,
       });
     }
     return count;

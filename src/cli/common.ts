@@ -7,7 +7,7 @@ import type { OptionSpecs, ParsedArgs } from "../args.js";
 import { readModelFile } from "../formats/index.js";
 import { readFileBytes } from "../io.js";
 import { resolveModel } from "../catalog.js";
-import type { LoadOptions, LoadProgress, Precision } from "../model.js";
+import { MAX_THREADS, type LoadOptions, type LoadProgress, type Precision } from "../model.js";
 import { readSparsity } from "../sparsity/format.js";
 import { createProgressBar } from "../progress.js";
 import type { SamplerOptions } from "../sampler.js";
@@ -24,7 +24,7 @@ export const modelOptions: OptionSpecs = {
   context: { kind: "integer", help: "positions the KV cache has room for (default: the model's context length, at most 4096)" },
   kernels: { kind: "string", choices: ["auto", "exact", "relaxed"], help: "wasm module: auto (default: relaxed SIMD where it works), exact (the simd128 module) or relaxed" },
   mode: { kind: "string", choices: modeChoices, help: "FFN mode of a file with sparsity data: dense, oracle or predicted (default predicted)" },
-  threads: { kind: "integer", help: "threads that run the forward pass, 1 to 64 (default 1); results are identical for any count" },
+  threads: { kind: "integer", help: `threads that run the forward pass, 1 to ${MAX_THREADS} (default 1); results are identical for any count` },
   json: { kind: "boolean", help: "print one JSON object on stdout" },
   quiet: { kind: "boolean", help: "print no progress bars or summary line" },
   help: { kind: "boolean", help: "print this help" },
