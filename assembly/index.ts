@@ -224,8 +224,8 @@ export function threadCount(): i32 {
 
 /**
  * Runs the prefill kernel on layer 0's query matrix `repeats` times with the relaxed (1) or exact
- * (0) dot and keeps that choice, for the host to time both (relaxed module only; the exact module
- * has one kernel).
+ * (0) dot and keeps that choice, so the host can time both. Only the relaxed module has two
+ * kernels, and the exact module ignores `relaxed`.
  */
 export function prefillProbe(relaxed: i32, repeats: i32): void {
   probePrefill(relaxed, repeats);

@@ -1,5 +1,5 @@
 // Threads: the host starts N - 1 Workers that instantiate the threaded module over the same
-// shared memory and call threadRun(); from then on the forward pass hands them slices of each
+// shared memory and call threadRun(). From then on the forward pass hands them slices of each
 // large matrix, and of attention's heads, through a control block in that memory.
 //
 // Each wasm instance has its own globals, so nothing reaches a worker through a global: the
@@ -80,7 +80,7 @@ const WORKER_SPIN_LIMIT: i32 = 1 << 18;
 /** Spin iterations before a main thread that may block sleeps until the workers are done. */
 const MAIN_SPIN_LIMIT: i32 = 1 << 18;
 
-/** Longest single sleep of the main thread, in nanoseconds; it rechecks the counter after it. */
+/** Maximum time of one sleep of the main thread, in nanoseconds, after which it checks the counter again. */
 const MAIN_WAIT_NS: i64 = 1_000_000;
 
 let control: usize = 0;
@@ -344,8 +344,8 @@ export function parallelMatmatF32(out: usize, w: usize, x: usize, rows: i32, col
 
 /**
  * Attention of every head for tokens t < n at positions pos0 + t (queries q + t · qStride, outputs
- * out + t · outStride, in f32), split across threads by (token, head). scores holds one seq_len row
- * per thread; every head's output is computed as attendHeadAt computes it alone.
+ * out + t · outStride, in f32), split across threads by (token, head). scores contains one seq_len
+ * row per thread, and every head's output is computed as attendHeadAt computes it alone.
  */
 export function parallelAttention(pos0: i32, layerCache: usize, q: usize, qStride: i32, out: usize, outStride: i32, n: i32, scores: usize): void {
   if (threads < 2 || threads > n_heads || <i64>(pos0 + n) * <i64>n * <i64>dim < MIN_PARALLEL_WORK) {

@@ -25,7 +25,8 @@ for (const [path, limit] of [
   ["dist/dormant.worker.js", undefined],
 ]) {
   const bytes = readFileSync(new URL(path, root));
-  const status = limit === undefined ? "" : bytes.byteLength <= limit * 1024 ? `  (limit ${limit} KiB)` : `  OVER the ${limit} KiB limit`;
+  let status = "";
+  if (limit !== undefined) status = bytes.byteLength <= limit * 1024 ? `  (limit ${limit} KiB)` : `  OVER the ${limit} KiB limit`;
   console.log(`${path.padEnd(36)} ${kib(bytes.byteLength).padStart(10)}  gzip ${kib(gzipSync(bytes).byteLength).padStart(9)}${status}`);
 }
 const startupStatus = startupBytes <= 100 * 1024 ? "  (limit 100 KiB)" : "  OVER the 100 KiB limit";

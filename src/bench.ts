@@ -20,9 +20,9 @@ export interface BenchOptions {
   /** Thread counts to run each model with (default [1]). */
   threads?: number[];
   /**
-   * Fractions of FFN neurons to keep (default [1]): 1 runs the dense matrices; below 1 runs int8
-   * neuron bundles in predicted mode with a random predictor and thresholds fitted to keep that
-   * fraction (see forcedSparsity).
+   * Fractions of FFN neurons to keep (default [1]). 1 runs the dense matrices. A fraction below 1
+   * runs int8 neuron bundles in predicted mode, with a random predictor and thresholds fitted to
+   * keep that fraction (see forcedSparsity).
    */
   keep?: number[];
   /**
@@ -47,8 +47,8 @@ export interface BenchRow {
   decode_tokens_per_second: number;
   prefill_tokens_per_second: number;
   /**
-   * Milliseconds per decode token, split by stage: "ffn" excludes the sparsity predictor, which
-   * has its own figure (0 without one); "other" is projections, norms and sampling.
+   * Milliseconds per decode token, split by stage. "ffn" excludes the sparsity predictor, which
+   * has its own figure (0 without one), and "other" is projections, norms and sampling.
    */
   ms_per_token: { attention: number; ffn: number; predictor: number; classifier: number; other: number };
 }
@@ -99,10 +99,10 @@ function quantile(values: ArrayLike<number>, fraction: number): number {
 
 /**
  * Returns sparsity data that keeps about `keep` of the FFN neurons of `dense` (a model loaded
- * without sparsity data), for speed measurements on models without a calibrated predictor: a
- * random predictor of rank 96, whose cost is real though its choices are arbitrary, a cutoff per
- * layer that makes 1.1 · keep of the neurons candidates, and τ_l that keeps `keep` of them. Both
- * are fitted on the FFN inputs and gates of one position of a fixed token sequence.
+ * without sparsity data), for speed measurements on models without a calibrated predictor. It
+ * contains a random predictor of rank 96, whose cost is real though its choices are arbitrary, a
+ * cutoff per layer that makes 1.1 · keep of the neurons candidates, and τ_l that keeps `keep` of
+ * them. Both are fitted on the FFN inputs and gates of one position of a fixed token sequence.
  * @internal
  */
 export function forcedSparsity(dense: Model, keep: number, seed = 7): RuntimeSparsity {

@@ -54,9 +54,9 @@ function checkCount(name: string, value: unknown, max: number): number | undefin
 
 /**
  * Gives the event loop a turn so timers, I/O and abort events run during long generations.
- * setTimeout(0) would wait at least 1 ms in Node and 4 ms in browsers once timeouts nest, which
- * cost 5% to 20% of decode speed at one yield per 20 ms: setImmediate (Node, Deno) and a
- * MessageChannel message (browsers) run on the next turn without that delay.
+ * setTimeout(0) waits at least 1 ms in Node and 4 ms in browsers once timeouts nest. At one yield
+ * per 20 ms that cost 5% of decode speed in Node and 10% in Chromium (bench/README.md, peers).
+ * setImmediate (Node, Deno) and a MessageChannel message (browsers) run without that delay.
  */
 function yieldToEventLoop(): Promise<void> {
   const host = globalThis as { setImmediate?: (callback: () => void) => unknown };

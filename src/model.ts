@@ -59,9 +59,10 @@ export interface LoadOptions extends ResolveOptions {
   bundles?: boolean;
   /**
    * Threads that run the forward pass, the calling one included (default 1). Above 1, Workers
-   * share the model's wasm memory and each computes a slice of every large matrix and of attention;
-   * results are bit-identical to one thread. Needs SharedArrayBuffer (browsers: a cross-origin
-   * isolated page); without it the model runs on one thread and stats().threadsNote says why.
+   * share the model's wasm memory and each computes a slice of every large matrix and of
+   * attention, with results bit-identical to one thread. This needs SharedArrayBuffer (in browsers,
+   * a cross-origin isolated page). Without it the model runs on one thread, and
+   * stats().threadsNote gives the reason.
    */
   threads?: number;
   /** Thread worker script; default dist/thread.js (Node, Deno) or dist/dormant.thread.js (browsers) beside the bundle. */
@@ -129,7 +130,7 @@ export interface ModelStats {
   ffnBytesPerToken: number;
   /** Threads running the forward pass. */
   threads: number;
-  /** Why fewer threads run than were asked for; absent when all of them run. */
+  /** Reason that fewer threads run than requested; absent when all of them run. */
   threadsNote?: string;
 }
 
@@ -398,7 +399,7 @@ export class Model {
     };
   }
 
-  /** Replaces the trap of a forward pass whose worker thread failed by an error that says so. */
+  /** Returns a WasmError for the trap of a forward pass whose worker thread failed, else `error` itself. */
   #threadFailure(error: unknown): unknown {
     if (!this.#pool || this.#wasm?.threadsFailed() !== 1) return error;
     return new WasmError(
@@ -603,9 +604,9 @@ export async function loadModel(source: ModelSource, options: LoadOptions | Work
 
 /**
  * Times the relaxed module's two prefill kernels on the model's own query matrix and keeps the
- * faster. They give the same bits; which one is faster depends on how the engine lowers the
- * relaxed dot (one instruction on ARM and AVX-VNNI, several elsewhere). About 8 M multiply-adds
- * per timing, so coarse browser timers still resolve it.
+ * faster. They give the same bits, and which one is faster depends on how the engine lowers the
+ * relaxed dot: several instructions on the x86 measured here, and one expected (not measured) on
+ * ARM and AVX-VNNI. Each timing runs about 8 M multiply-adds, so coarse browser timers resolve it.
  */
 function choosePrefillKernel(wasm: DormantExports, config: LlamaConfig): void {
   const repeats = Math.max(1, Math.min(64, Math.ceil(8e6 / (config.dim * config.dim * wasm.prefillBlock()))));

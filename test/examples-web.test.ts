@@ -86,7 +86,7 @@ describe("examples/web", () => {
     const storyText = await page.textContent("#story");
     expect(storyText).toBe(`Once upon a time${example.text}`);
     expect(await page.textContent("#speed")).toMatch(/^\d+ tokens, \d+ tokens\/s in the worker \(\S+, int8, 2 threads\)/);
-    // serve.mjs makes the page cross-origin isolated, so the model runs on the 2 threads it asks for
+    // serve.mjs makes the page cross-origin isolated, so the model runs on the 2 threads it requests
     expect(example.threads).toBe(2);
     expect(await page.getAttribute("#progress", "value")).toBe("1");
   });

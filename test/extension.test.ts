@@ -82,10 +82,10 @@ async function clickAction(): Promise<void> {
 }
 
 /**
- * Clicks the toolbar button until the content script shows its status box, at most three times.
- * NOTE: in two full-suite runs on a busy machine a click injected no content script and the next
- * tests failed with it; the same test passed alone each time. Why the click was lost is not
- * known. Returns the number of clicks.
+ * Clicks the toolbar button until the content script shows its status box, at most three times,
+ * and returns the number of clicks.
+ * NOTE: in full-suite runs a click sometimes injected no content script, and the tests after it
+ * failed. The same test passed alone each time. Why the click was lost is not known.
  */
 async function clickActionUntilInjected(): Promise<number> {
   for (let click = 1; click <= 3; click++) {

@@ -31,15 +31,15 @@ async function greedy(model) {
   return { tokens: tokens.join(), text };
 }
 window.probe = async (threads) => {
-  const one = await loadModel("/models/stories260K.gguf");
-  const many = await loadModel("/models/stories260K.gguf", { threads });
-  const ids = one.tokenize("Once upon a time, there was a little girl named Lily. She loved to play outside with her friends in the big park.");
-  const sameLogits = bits(one.logits(ids)) === bits(many.logits(ids));
-  const x = await greedy(one);
-  const y = await greedy(many);
-  const stats = many.stats();
-  one.dispose();
-  many.dispose();
+  const single = await loadModel("/models/stories260K.gguf");
+  const threaded = await loadModel("/models/stories260K.gguf", { threads });
+  const ids = single.tokenize("Once upon a time, there was a little girl named Lily. She loved to play outside with her friends in the big park.");
+  const sameLogits = bits(single.logits(ids)) === bits(threaded.logits(ids));
+  const x = await greedy(single);
+  const y = await greedy(threaded);
+  const stats = threaded.stats();
+  single.dispose();
+  threaded.dispose();
   return {
     isolated: crossOriginIsolated, threads: stats.threads, note: stats.threadsNote ?? null,
     sameLogits, sameTokens: x.tokens === y.tokens, text: y.text,

@@ -43,8 +43,9 @@ let scratch: usize = 0;
 let scratchBytes: usize = 0;
 /**
  * Whether the relaxed module's blocked kernel uses the relaxed dot (the layouts above) or the
- * exact one. Neither wins everywhere (see passTile), so the host times both on the model's own
- * weights at load and sets the faster (setMatmatRelaxed); the results are the same bits.
+ * exact one. The exact one was faster on the x86 measured here (see passTile), and the relaxed one
+ * is expected to win where the relaxed dot is one instruction. So the host times both on the
+ * model's own weights at load and sets the faster (setMatmatRelaxed). Both give the same bits.
  */
 let relaxedDot: bool = false;
 /** Sum of the words that passTile touches ahead, kept so that the engine keeps the loads. */

@@ -30,9 +30,9 @@
 // candidates, each 32-neuron block is first read whole in order (touchLines) and then computed
 // from cache. Below that only the rows in use are read.
 //
-// Threads (assembly/threads.ts) split the FFN in two passes: the gate pass splits neuron blocks
-// (gates, threshold, up rows, the block's quantized h), and the down pass splits outputs, each
-// thread adding every block's columns to its own outputs in block order. One thread runs each
+// Threads (assembly/threads.ts) split the FFN in two passes. The gate pass splits neuron blocks
+// (gates, threshold, up rows, the block's quantized h). The down pass splits outputs, and each
+// thread adds every block's columns to its own outputs in block order. One thread runs each
 // block's down projection right after its gates instead, while its bundles are in cache. Both
 // add the same values to each output in the same order, so the bits agree.
 
@@ -317,7 +317,7 @@ function dotMaskedRows(mask: u32, first: i32, section: usize): void {
 
 /**
  * Adds the down projection of neuron block b (quants and scale from the gate pass) to outputs
- * i0..i0+n-1 of out; n and i0 are multiples of 16.
+ * i0..i0+n-1 of out. n and i0 are multiples of 16.
  */
 function downBlock(b: i32, out: usize, i0: i32, n: i32): void {
   const mask = load<u32>(blockNonzero + (<usize>b << 2));
