@@ -17,8 +17,11 @@ import {
 /** Awkward lengths that hit every tail. int8 kernels round them up to whole blocks of 32. */
 export const LENGTHS = [1, 15, 16, 17, 31, 33, 172, 4096];
 
-/** Row counts around the 4-row pass: full passes, remainders of 1 to 3, and both together. */
-export const ROW_COUNTS = [1, 3, 4, 5, 7, 17];
+/**
+ * Row counts around the 4-row pass: full passes, remainders of 1 to 3, and both together; even
+ * and odd numbers of groups, since matvecQ8 alternates between two halves of them (8 = 2 groups, 12 = 3).
+ */
+export const ROW_COUNTS = [1, 3, 4, 5, 7, 8, 12, 17];
 
 const fround = Math.fround;
 

@@ -14,7 +14,7 @@
 // the blocks in the same order, so with every neuron kept it reproduces the dense result bit for bit.
 
 import { QK8 } from "./quantize";
-import { dotBlock, prepareX0, prepareX1, sumLanes4 } from "./matvec_q8";
+import { dotBlock, loadX0, loadX1, sumLanes4 } from "./matvec_q8";
 
 /** Returns Σ_b f32(Σ_i wq·xq) · (ws[b] · xs[b]) over cols / 32 blocks, scales at ws. Scalar reference. */
 export function dotRowQ8Ref(wq: usize, ws: usize, xq: usize, xs: usize, cols: i32): f32 {
@@ -54,12 +54,10 @@ export function dotRows4Q8(out: usize, w0: usize, w1: usize, w2: usize, w3: usiz
   let acc_f32 = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
     const offset = <usize>b * QK8;
-    const xa = v128.load(xq + offset);
-    const xb = v128.load(xq + offset, 16);
-    const xa0 = prepareX0(xa);
-    const xa1 = prepareX1(xa);
-    const xb0 = prepareX0(xb);
-    const xb1 = prepareX1(xb);
+    const xa0 = loadX0(xq + offset);
+    const xa1 = loadX1(xq + offset);
+    const xb0 = loadX0(xq + offset + 16);
+    const xb1 = loadX1(xq + offset + 16);
 
     const sum0 = dotBlock(w0 + offset, xa0, xa1, xb0, xb1);
     const sum1 = dotBlock(w1 + offset, xa0, xa1, xb0, xb1);
