@@ -4,7 +4,7 @@
 // calls forward() once per position.
 
 import { arenaAlloc, arenaReset, arenaUsed } from "./memory";
-import { dotQ8SelfTest } from "./kernels/matvec_q8";
+import { dotQ8SelfTest, matvecRelaxed as matvecKernelRelaxed } from "./kernels/matvec_q8";
 import { setActivation as setActivationKind, setConfig, setRope as setRopeKind } from "./model/config";
 import {
   allocSparse, bundleStride as sparseBundleStride, setBundles as setLayerBundles, setMode as setSparseMode,
@@ -19,7 +19,7 @@ import {
   threadsStartedPointer as startedPointer, threadsStop as stopThreads, threadFail as failThreads,
   threadsFailed as threadsHaveFailed,
 } from "./threads";
-import { attentionRepeat as attentionRepeatLayer, classifierRepeat as classifierRepeatRun, ffnRepeat as ffnRepeatLayer, forward as forwardStep, predictorRepeat as predictorRepeatLayer, setTrace as setTracePointer } from "./model/forward";
+import { attentionRepeat as attentionRepeatLayer, classifierRepeat as classifierRepeatRun, ffnRepeat as ffnRepeatLayer, forward as forwardStep, predictorRepeat as predictorRepeatLayer, matvecProbe as probeMatvec, setTrace as setTracePointer } from "./model/forward";
 
 /** Resets the arena with a budget in bytes (f64 so JavaScript passes a plain number). Returns 1 on success. */
 export function reserve(budget: f64): i32 {
@@ -234,4 +234,18 @@ export function prefillProbe(relaxed: i32, repeats: i32): void {
 /** Returns 1 when prefill uses the relaxed dot. */
 export function prefillRelaxed(): i32 {
   return blockedKernelRelaxed();
+}
+
+/**
+ * Runs the int8 matrix × vector kernel on layer 0's query matrix `repeats` times with the relaxed
+ * (1) or exact (0) dot and keeps that choice for decode, the sparse FFN and short prefill blocks,
+ * so the host can time both. Only the relaxed module has two, and the exact module ignores `relaxed`.
+ */
+export function matvecProbe(relaxed: i32, repeats: i32): void {
+  probeMatvec(relaxed, repeats);
+}
+
+/** Returns 1 when the matrix × vector kernel uses the relaxed dot. */
+export function matvecRelaxed(): i32 {
+  return matvecKernelRelaxed();
 }

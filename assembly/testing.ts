@@ -5,7 +5,7 @@ import { arenaAlloc, arenaReset } from "./memory";
 
 export { matvecF32, matvecF32Ref } from "./kernels/matvec_f32";
 export { quantizeQ8, quantizeQ8Ref, dequantizeRowQ8, dequantizeRowQ8Ref } from "./kernels/quantize";
-export { matvecQ8, matvecQ8Ref, dotQ8SelfTest } from "./kernels/matvec_q8";
+export { matvecQ8, matvecQ8Ref, dotQ8SelfTest, matvecRelaxed, setMatvecRelaxed } from "./kernels/matvec_q8";
 export { matmatQ8, matmatQ8Ref, matmatRelaxed, matmatScratchBytes, setMatmatRelaxed, setMatmatScratch } from "./kernels/matmat_q8";
 export {
   rmsnorm,

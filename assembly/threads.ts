@@ -30,7 +30,7 @@
 import { arenaAlloc } from "./memory";
 import { matmatQ8, matmatRelaxed, matmatScratchBytes, setMatmatRelaxed, setMatmatScratch } from "./kernels/matmat_q8";
 import { matvecF32 } from "./kernels/matvec_f32";
-import { matvecQ8 } from "./kernels/matvec_q8";
+import { matvecQ8, matvecRelaxed, setMatvecRelaxed } from "./kernels/matvec_q8";
 import { QK8 } from "./kernels/quantize";
 import { dim, dim_pad, hidden_dim, hidden_pad, int8, n_heads, n_kv_heads, n_layers, seq_len, setConfig, vocab_size } from "./model/config";
 import { PREFILL_BLOCK } from "./model/prefill";
@@ -129,6 +129,7 @@ export function threadsInit(count: i32, mayBlock: i32): usize {
   store<u32>(config, <u32>scratch, 40);
   store<u32>(config, <u32>workerScratchBytes(), 44);
   store<i32>(config, matmatRelaxed(), 48);
+  store<i32>(config, matvecRelaxed(), 52);
   store<i32>(control + COUNT, count);
   threads = count;
   return control;
@@ -249,6 +250,7 @@ export function threadRun(controlPointer: usize, id: i32): void {
   const scratchBytes = <usize>load<u32>(config, 44);
   setMatmatScratch(<usize>load<u32>(config, 40) + <usize>(id - 1) * scratchBytes, scratchBytes);
   setMatmatRelaxed(load<i32>(config, 48));
+  setMatvecRelaxed(load<i32>(config, 52));
 
   // the host publishes no job before every worker has read the generation and counted itself here
   let seen = atomic.load<i32>(control + GENERATION);

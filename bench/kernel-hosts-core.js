@@ -6,6 +6,9 @@
 // in the relaxed module, and readBytes (exact module) over the matrix's quants and scales. Each
 // kernel's turn starts with one untimed call that brings its own data back into the caches, then
 // times a batch of calls in one timer span, so coarse browser timers still resolve a call.
+// A shape with copies > 1 places that many matrices and each call takes the next one in turn, so
+// with copies whose bytes exceed the last-level cache the kernels read from main memory, as a
+// model's decode does.
 
 /** Returns the median of a non-empty array of numbers. */
 function median(values) {
@@ -44,24 +47,30 @@ function allocate(kernels, bytes) {
 }
 
 /**
- * Places a rows × cols Q8_0 matrix (interleaved groups of four rows), a quantized vector and an
- * output in the module's memory, with the same contents for the same shape in every module.
+ * Places `copies` rows × cols Q8_0 matrices (interleaved groups of four rows), a quantized vector
+ * and an output in the module's memory, with the same contents for the same shape in every module.
+ * Returns the first matrix as wq, ws and every one in `matrices`.
  */
-function placeMatvec(kernels, rows, cols) {
+function placeMatvec(kernels, rows, cols, copies) {
   kernels.allocReset();
   const quantBytes = rows * cols;
   const scaleBytes = (rows * cols / 32) * 4;
-  const wq = allocate(kernels, quantBytes);
-  const ws = allocate(kernels, scaleBytes);
+  const matrices = [];
+  for (let copy = 0; copy < copies; copy++) {
+    const wq = allocate(kernels, quantBytes);
+    const ws = allocate(kernels, scaleBytes);
+    fillQuants(kernels.memory, wq, quantBytes, 7 + copy);
+    fillF32(kernels.memory, ws, rows * cols / 32, 11 + copy);
+    matrices.push({ wq, ws });
+  }
+  const { wq, ws } = matrices[0];
   const x = allocate(kernels, cols * 4);
   const xq = allocate(kernels, cols);
   const xs = allocate(kernels, (cols / 32) * 4);
   const out = allocate(kernels, rows * 4);
-  fillQuants(kernels.memory, wq, quantBytes, 7);
-  fillF32(kernels.memory, ws, rows * cols / 32, 11);
   fillF32(kernels.memory, x, cols, 13);
   kernels.quantizeQ8(xq, xs, x, cols);
-  return { wq, ws, xq, xs, out, quantBytes, scaleBytes };
+  return { wq, ws, xq, xs, out, quantBytes, scaleBytes, matrices };
 }
 
 /**
@@ -93,9 +102,18 @@ function timeInterleaved(runs, calls, rounds, warmupRounds) {
   return samples;
 }
 
+/** Returns a function that calls run(matrix) on the next of `matrices` each time. */
+function rotating(matrices, run) {
+  let next = 0;
+  return () => {
+    run(matrices[next]);
+    next = (next + 1) % matrices.length;
+  };
+}
+
 /**
  * Measures matvecQ8 (exact and relaxed modules) and readBytes on every shape.
- * options: { shapes: [[rows, cols], ...], rounds, warmupRounds, batchBytes }. batchBytes sets how
+ * options: { shapes: [[rows, cols, copies?], ...], rounds, warmupRounds, batchBytes }. batchBytes sets how
  * many bytes of matrix one timed batch reads, so a batch lasts milliseconds at every shape.
  * Returns { relaxedStatus, shapes: [{ rows, cols, matrixBytes, calls, checks, kernels }] }, with
  * each kernel's median, fastest round and samples in ms per call.
@@ -105,16 +123,16 @@ export async function measureKernels(exactBytes, relaxedBytes, options) {
   const relaxed = await loadRelaxed(relaxedBytes);
   const results = [];
 
-  for (const [rows, cols] of options.shapes) {
-    const exactData = placeMatvec(exact, rows, cols);
-    const relaxedData = relaxed.kernels ? placeMatvec(relaxed.kernels, rows, cols) : undefined;
+  for (const [rows, cols, copies = 1] of options.shapes) {
+    const exactData = placeMatvec(exact, rows, cols, copies);
+    const relaxedData = relaxed.kernels ? placeMatvec(relaxed.kernels, rows, cols, copies) : undefined;
     const matrixBytes = exactData.quantBytes + exactData.scaleBytes;
 
     // checks: both modules compute the same outputs, and readBytes still computes its checksum
     const checks = {};
     const { wq, ws, xq, xs, out, quantBytes, scaleBytes } = exactData;
     exact.matvecQ8(out, wq, ws, xq, xs, rows, cols);
-    const readChecksum = () => (exact.readBytes(wq, quantBytes) + exact.readBytes(ws, scaleBytes)) | 0;
+    const readChecksum = (matrix = exactData) => (exact.readBytes(matrix.wq, quantBytes) + exact.readBytes(matrix.ws, scaleBytes)) | 0;
     checks.readBytesMatchesRef = readChecksum() === ((exact.readBytesRef(wq, quantBytes) + exact.readBytesRef(ws, scaleBytes)) | 0);
     if (relaxedData) {
       const r = relaxedData;
@@ -127,9 +145,9 @@ export async function measureKernels(exactBytes, relaxedBytes, options) {
     let checksumSink = 0;
     const names = ["exact", "relaxed", "readBytes"];
     const runs = [
-      () => exact.matvecQ8(out, wq, ws, xq, xs, rows, cols),
-      relaxedData && (() => relaxed.kernels.matvecQ8(relaxedData.out, relaxedData.wq, relaxedData.ws, relaxedData.xq, relaxedData.xs, rows, cols)),
-      () => { checksumSink ^= readChecksum(); },
+      rotating(exactData.matrices, (m) => exact.matvecQ8(out, m.wq, m.ws, xq, xs, rows, cols)),
+      relaxedData && rotating(relaxedData.matrices, (m) => relaxed.kernels.matvecQ8(relaxedData.out, m.wq, m.ws, relaxedData.xq, relaxedData.xs, rows, cols)),
+      rotating(exactData.matrices, (m) => { checksumSink ^= readChecksum(m); }),
     ];
     const active = names.filter((_, i) => runs[i]);
     const calls = Math.max(1, Math.round(options.batchBytes / matrixBytes));
@@ -137,7 +155,7 @@ export async function measureKernels(exactBytes, relaxedBytes, options) {
 
     const kernels = {};
     active.forEach((name, i) => (kernels[name] = { medianMs: median(samples[i]), fastestMs: Math.min(...samples[i]), samplesMs: samples[i] }));
-    results.push({ rows, cols, matrixBytes, calls, checks, checksumSink, kernels });
+    results.push({ rows, cols, copies, matrixBytes, calls, checks, checksumSink, kernels });
   }
   return { relaxedStatus: relaxed.status, shapes: results };
 }

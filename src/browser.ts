@@ -2,7 +2,7 @@
 // need a file system (the model catalog and its cache). loadModel takes a URL, Blob, File or bytes.
 
 export { loadModel, createModel, Model } from "./model.js";
-export type { LoadOptions, LoadProgress, ModelStats, Precision } from "./model.js";
+export type { DotKind, LoadOptions, LoadProgress, ModelStats, Precision } from "./model.js";
 export type { GenerateOptions, GeneratedPiece, GenerationSummary } from "./generate.js";
 export type { SamplerOptions } from "./sampler.js";
 export { evaluate, splitDocuments } from "./eval/perplexity.js";

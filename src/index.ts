@@ -1,7 +1,7 @@
 // The public API of dormant. Anything not exported here is internal and may change.
 
 export { loadModel, createModel, Model } from "./model.js";
-export type { LayerStats, LoadOptions, LoadProgress, ModelStats, Precision, RuntimeSparsity, SparsityMode, TraceStep } from "./model.js";
+export type { DotKind, LayerStats, LoadOptions, LoadProgress, ModelStats, Precision, RuntimeSparsity, SparsityMode, TraceStep } from "./model.js";
 export type { GenerateOptions, GeneratedPiece, GenerationSummary } from "./generate.js";
 export type { SamplerOptions } from "./sampler.js";
 export { chatPrompt, renderChat, FALLBACK_CHAT_TEMPLATE } from "./chat.js";

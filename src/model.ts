@@ -132,7 +132,16 @@ export interface ModelStats {
   threads: number;
   /** Reason that fewer threads run than requested; absent when all of them run. */
   threadsNote?: string;
+  /**
+   * The dot products the relaxed-simd module kept after timing both at load, for decode
+   * (matrix × vector, also the sparse FFN) and for prefill blocks. Both give the same bits.
+   * Absent with the simd128 module and with precision "f32".
+   */
+  dots?: { matvec: DotKind; prefill: DotKind };
 }
+
+/** The relaxed dot (i32x4.relaxed_dot_i8x16_i7x16_add_s) or the exact one (i32x4.dot_i16x8_s). */
+export type DotKind = "relaxed" | "exact";
 
 /** Default cap of the KV cache length, so a model with a huge context fits by default. */
 const DEFAULT_MAX_CONTEXT = 4096;
@@ -224,6 +233,10 @@ export class Model {
       prefillMs: 0, decodeMs: 0, tokensPerSecond: 0, mode: this.#mode, layers: [], keptFraction: 1, ffnBytesPerToken: 0,
       threads: threads.pool?.count ?? 1, ...(threads.note ? { threadsNote: threads.note } : {}),
     };
+    if (variant === "relaxed-simd" && precision === "int8") {
+      const kind = (relaxed: number): DotKind => (relaxed ? "relaxed" : "exact");
+      this.#stats.dots = { matvec: kind(wasm.matvecRelaxed()), prefill: kind(wasm.prefillRelaxed()) };
+    }
   }
 
   /** FFN mode of layers with neuron bundles. */
@@ -603,22 +616,30 @@ export async function loadModel(source: ModelSource, options: LoadOptions | Work
 }
 
 /**
- * Times the relaxed module's two prefill kernels on the model's own query matrix and keeps the
- * faster. They give the same bits, and which one is faster depends on how the engine lowers the
- * relaxed dot: several instructions on the x86 measured here, and one expected (not measured) on
- * ARM and AVX-VNNI. Each timing runs about 8 M multiply-adds, so coarse browser timers resolve it.
+ * Times the relaxed module's two dots, for prefill blocks and for matrix × vector, on the model's
+ * own query matrix and keeps the faster of each. They give the same bits, and which one is faster
+ * depends on how the engine lowers the relaxed dot: several instructions on the x86 measured here,
+ * and one expected (not measured) on ARM and AVX-VNNI. Each timing runs about 8 M multiply-adds,
+ * so coarse browser timers resolve it; the two variants alternate over three rounds and the
+ * fastest round of each counts.
  */
-function choosePrefillKernel(wasm: DormantExports, config: LlamaConfig): void {
-  const repeats = Math.max(1, Math.min(64, Math.ceil(8e6 / (config.dim * config.dim * wasm.prefillBlock()))));
-  const best = [Infinity, Infinity];
-  for (let round = 0; round < 3; round++) {
-    for (const relaxed of [0, 1]) {
-      const started = performance.now();
-      wasm.prefillProbe(relaxed, repeats);
-      best[relaxed] = Math.min(best[relaxed], performance.now() - started);
+function chooseDotKernels(wasm: DormantExports, config: LlamaConfig): void {
+  const probes = [
+    { run: wasm.prefillProbe, repeats: Math.ceil(8e6 / (config.dim * config.dim * wasm.prefillBlock())) },
+    { run: wasm.matvecProbe, repeats: Math.ceil(8e6 / (config.dim * config.dim)) },
+  ];
+  for (const { run, repeats } of probes) {
+    const times = Math.max(1, Math.min(4096, repeats));
+    const best = [Infinity, Infinity];
+    for (let round = 0; round < 3; round++) {
+      for (const relaxed of [0, 1]) {
+        const started = performance.now();
+        run(relaxed, times);
+        best[relaxed] = Math.min(best[relaxed], performance.now() - started);
+      }
     }
+    run(best[1] < best[0] ? 1 : 0, 0);
   }
-  wasm.prefillProbe(best[1] < best[0] ? 1 : 0, 0);
 }
 
 /** Places an already parsed model file into a fresh wasm instance. */
@@ -708,7 +729,7 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
     });
   }
   placeWeights(file, wasm, precision, bundles, sparsity, options.onProgress);
-  if (precision === "int8" && variant === "relaxed-simd") choosePrefillKernel(wasm, config);
+  if (precision === "int8" && variant === "relaxed-simd") chooseDotKernels(wasm, config);
   let pool: ThreadPool | null = null;
   if (threadModule) {
     const { ThreadPool } = await import("./threads.js");

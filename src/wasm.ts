@@ -58,6 +58,8 @@ export interface DormantExports {
   threadCount(): number;
   prefillProbe(relaxed: number, repeats: number): void;
   prefillRelaxed(): number;
+  matvecProbe(relaxed: number, repeats: number): void;
+  matvecRelaxed(): number;
 }
 
 /** Module choice: "auto" tries relaxed SIMD first, the others force one. */

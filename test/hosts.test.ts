@@ -40,7 +40,7 @@ interface HostResult {
   scope: string;
   f32: GreedyRun;
   int8: GreedyRun;
-  auto: GreedyRun & { variant: string };
+  auto: GreedyRun & { variant: string; dots: { matvec: string; prefill: string } | null };
   progress: SourceProgress[];
   milliseconds: number;
 }
@@ -255,12 +255,16 @@ describe("hosts", () => {
   });
 
   test("kernel module per host", () => {
-    const lines = ["| host | auto picks | int8 ids simd128 = relaxed | int8 logits bit-identical |", "| --- | --- | --- | --- |"];
+    const lines = [
+      "| host | auto picks | dots kept (matvec, prefill) | int8 ids simd128 = relaxed | int8 logits bit-identical |",
+      "| --- | --- | --- | --- | --- |",
+    ];
     for (const [name, row] of results) {
       const relaxed = row.auto.variant === "relaxed-simd";
       const sameIds = relaxed ? String(JSON.stringify(row.auto.ids) === JSON.stringify(row.int8.ids)) : "(no relaxed module)";
       const sameLogits = relaxed ? String(row.auto.sha256 === row.int8.sha256) : "(no relaxed module)";
-      lines.push(`| ${name} | ${row.auto.variant} | ${sameIds} | ${sameLogits} |`);
+      const dots = row.auto.dots ? `${row.auto.dots.matvec}, ${row.auto.dots.prefill}` : "(none)";
+      lines.push(`| ${name} | ${row.auto.variant} | ${dots} | ${sameIds} | ${sameLogits} |`);
     }
     for (const [name, row] of results) {
       if (row.auto.variant !== "relaxed-simd") continue;
@@ -273,6 +277,15 @@ describe("hosts", () => {
       expect(results.get("node")?.auto.variant).toBe("simd128");
     }
     for (const name of ["deno", "chromium", "worker"]) expect(results.get(name)?.auto.variant, name).toBe("relaxed-simd");
+    // the relaxed module times its two dots at load and reports which it kept; simd128 has one
+    for (const [name, row] of results) {
+      if (row.auto.variant === "relaxed-simd") {
+        expect(["relaxed", "exact"], `${name} matvec dot`).toContain(row.auto.dots?.matvec);
+        expect(["relaxed", "exact"], `${name} prefill dot`).toContain(row.auto.dots?.prefill);
+      } else {
+        expect(row.auto.dots, name).toBeNull();
+      }
+    }
     for (const [name, row] of results) expect(row.auto.ids, name).toEqual(row.int8.ids);
   });
 

@@ -25,6 +25,9 @@ export interface KernelExports {
   matvecQ8(out: number, wq: number, ws: number, xq: number, xs: number, rows: number, cols: number): void;
   matvecQ8Ref(out: number, wq: number, ws: number, xq: number, xs: number, rows: number, cols: number): void;
   dotQ8SelfTest(): number;
+  /** 1 when matvecQ8 and dotRows4Q8 use the relaxed dot (relaxed module only). */
+  matvecRelaxed(): number;
+  setMatvecRelaxed(relaxed: number): void;
   rmsnorm(out: number, x: number, weight: number, n: number, eps: number): void;
   rmsnormRef(out: number, x: number, weight: number, n: number, eps: number): void;
   softmax(x: number, n: number): void;

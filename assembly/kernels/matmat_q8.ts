@@ -34,7 +34,7 @@
 // for fewer than 4 tokens, the kernel runs one group per token instead, with the same results.
 
 import { QK8 } from "./quantize";
-import { dotGroupQ8, matvecQ8Ref, storeGroup } from "./matvec_q8";
+import { dotGroupQ8, matvecQ8Ref, matvecRelaxed, storeGroup } from "./matvec_q8";
 
 /** Tokens per pass of the blocked kernel. */
 const TILE_TOKENS: i32 = 4;
@@ -159,7 +159,11 @@ function matmatQ8PerToken(
       const xqT = xq + <usize>t * <usize>xStride;
       const xsT = xs + ((<usize>t * <usize>(xStride >> 5)) << 2);
       const outRow = out + ((<usize>t * <usize>outStride + <usize>r) << 2);
-      storeGroup(outRow, dotGroupQ8(wGroup, sGroup, xqT, xsT, nb), rows - r);
+      // the dot that matvecQ8 uses, so a token or two of prefill computes what decode does
+      const acc_f32 = ASC_FEATURE_RELAXED_SIMD && matvecRelaxed()
+        ? dotGroupQ8(wGroup, sGroup, xqT, xsT, nb, true)
+        : dotGroupQ8(wGroup, sGroup, xqT, xsT, nb, false);
+      storeGroup(outRow, acc_f32, rows - r);
     }
   }
 }

@@ -14,7 +14,7 @@
 // the blocks in the same order, so with every neuron kept it reproduces the dense result bit for bit.
 
 import { QK8 } from "./quantize";
-import { dotBlock, loadX0, loadX1, sumLanes4 } from "./matvec_q8";
+import { dotBlock, loadX0, loadX1, matvecRelaxed, sumLanes4 } from "./matvec_q8";
 
 /** Returns Σ_b f32(Σ_i wq·xq) · (ws[b] · xs[b]) over cols / 32 blocks, scales at ws. Scalar reference. */
 export function dotRowQ8Ref(wq: usize, ws: usize, xq: usize, xs: usize, cols: i32): f32 {
@@ -45,6 +45,15 @@ export function dotRows4Q8Ref(out: usize, w0: usize, w1: usize, w2: usize, w3: u
  * of 32, weights in [-127, 127], out 16 bytes. Rows may repeat, so fewer than four rows run too.
  */
 export function dotRows4Q8(out: usize, w0: usize, w1: usize, w2: usize, w3: usize, xq: usize, xs: usize, cols: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD && matvecRelaxed()) {
+    dotRows4(out, w0, w1, w2, w3, xq, xs, cols, true);
+  } else {
+    dotRows4(out, w0, w1, w2, w3, xq, xs, cols, false);
+  }
+}
+
+@inline
+function dotRows4(out: usize, w0: usize, w1: usize, w2: usize, w3: usize, xq: usize, xs: usize, cols: i32, relaxed: bool): void {
   const nb = cols / QK8;
   const s0 = w0 + <usize>cols;
   const s1 = w1 + <usize>cols;
@@ -54,15 +63,15 @@ export function dotRows4Q8(out: usize, w0: usize, w1: usize, w2: usize, w3: usiz
   let acc_f32 = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
     const offset = <usize>b * QK8;
-    const xa0 = loadX0(xq + offset);
-    const xa1 = loadX1(xq + offset);
-    const xb0 = loadX0(xq + offset + 16);
-    const xb1 = loadX1(xq + offset + 16);
+    const xa0 = loadX0(xq + offset, relaxed);
+    const xa1 = loadX1(xq + offset, relaxed);
+    const xb0 = loadX0(xq + offset + 16, relaxed);
+    const xb1 = loadX1(xq + offset + 16, relaxed);
 
-    const sum0 = dotBlock(w0 + offset, xa0, xa1, xb0, xb1);
-    const sum1 = dotBlock(w1 + offset, xa0, xa1, xb0, xb1);
-    const sum2 = dotBlock(w2 + offset, xa0, xa1, xb0, xb1);
-    const sum3 = dotBlock(w3 + offset, xa0, xa1, xb0, xb1);
+    const sum0 = dotBlock(w0 + offset, xa0, xa1, xb0, xb1, relaxed);
+    const sum1 = dotBlock(w1 + offset, xa0, xa1, xb0, xb1, relaxed);
+    const sum2 = dotBlock(w2 + offset, xa0, xa1, xb0, xb1, relaxed);
+    const sum3 = dotBlock(w3 + offset, xa0, xa1, xb0, xb1, relaxed);
     const sums_f32 = f32x4.convert_i32x4_s(sumLanes4(sum0, sum1, sum2, sum3));
 
     const scaleOffset = <usize>b << 2;

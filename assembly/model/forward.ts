@@ -2,6 +2,7 @@
 // and the key and value of `pos` are left in the KV cache for later positions.
 
 import { quantizeQ8 } from "../kernels/quantize";
+import { matvecQ8, setMatvecRelaxed } from "../kernels/matvec_q8";
 import {
   addF32, dequantizeRowQ8, rmsnorm, ropeAdjacent, ropeHalves, ropeScaled, softmax,
 } from "../kernels/ops";
@@ -203,4 +204,15 @@ export function forward(token: i32, pos: i32): usize {
   prepare(xb, dim_pad);
   matmul(logits, xb, SLOT_OUTPUT, 0, vocab_size, dim);
   return logits;
+}
+
+/**
+ * Runs matvecQ8 on layer 0's query matrix `repeats` times on one thread with the relaxed (1) or
+ * exact (0) dot, and leaves that choice set. The host times both to pick one.
+ */
+export function matvecProbe(relaxed: i32, repeats: i32): void {
+  setMatvecRelaxed(relaxed);
+  const weights = weightData(SLOT_ATTN_Q, 0);
+  if (!int8 || weights == 0) return;
+  for (let r = 0; r < repeats; r++) matvecQ8(q, weights, weightScales(SLOT_ATTN_Q, 0), xq, xs, dim, dim_pad);
 }

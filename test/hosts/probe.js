@@ -42,7 +42,7 @@ export async function probeHost(dormant, source, host) {
   const int8 = await greedy(int8Model);
   int8Model.dispose();
   const autoModel = await dormant.loadModel(source, { precision: "int8", kernels: "auto" });
-  const auto = { variant: autoModel.kernels, ...(await greedy(autoModel)) };
+  const auto = { variant: autoModel.kernels, dots: autoModel.stats().dots ?? null, ...(await greedy(autoModel)) };
   autoModel.dispose();
   let scope = "node";
   if (typeof WorkerGlobalScope === "function" && globalThis instanceof WorkerGlobalScope) scope = "worker";
