@@ -71,6 +71,26 @@ describe("f32 kernels", () => {
     }
   });
 
+  // Matrices of 256 KiB and more take the two-stream pass, smaller ones the four-row pass
+  // (assembly/kernels/matvec_f32.ts). Each row alone takes the four-row pass's one-row tail.
+  test.each([[67, 1031], [64, 1024], [2, 32768], [3, 21851]] as const)("matvecF32 two-stream pass %i × %i: the bits of each row alone", (rows, cols) => {
+    const random = seededRandom(rows * 31 + cols);
+    const w = randomF32(random, rows * cols);
+    const x = randomF32(random, cols);
+    const wPointer = m.putF32(rows * cols, w);
+    const xPointer = m.putF32(cols, x);
+    const outPointer = m.putF32(rows);
+    m.exports.matvecF32(outPointer, wPointer, xPointer, rows, cols);
+    const whole = m.f32(outPointer, rows).slice();
+    const alone = new Float32Array(rows);
+    const rowPointer = m.putF32(1);
+    for (let r = 0; r < rows; r++) {
+      m.exports.matvecF32(rowPointer, wPointer + r * cols * 4, xPointer, 1, cols);
+      alone[r] = m.f32(rowPointer, 1)[0];
+    }
+    expect(findBitMismatch(whole, alone)).toBeUndefined();
+  });
+
   test.each(LENGTHS)("dotF32 length %i", (n) => {
     const random = seededRandom(3000 + n);
     const a = randomF32(random, n);
