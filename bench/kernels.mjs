@@ -1,6 +1,8 @@
 // Matrix × vector and matrix × block kernel throughput on the test modules (same kernels and -O3
 // as the release build).
 // Prints one line per kernel, shape and module. GOPS counts a multiply and an add as two operations.
+// The "from memory" lines time many matrices in turn, more bytes than the last-level cache holds,
+// so the weights come from DRAM as in a model's decode, beside readBytes over the same bytes.
 //
 //   npx asc assembly/testing.ts --target test
 //   npx asc assembly/testing.ts --target test --enable relaxed-simd --outFile build/dormant-test-relaxed.wasm
@@ -147,6 +149,59 @@ function benchMatmat(name, e) {
   }
 }
 
+// 2048 × 768 is the FFN shape of stories110M; 40 int8 matrices are 63 MB, 12 f32 ones 75 MB.
+const MEMORY_ROWS = 2048;
+const MEMORY_COLS = 768;
+const MEMORY_Q8_MATRICES = 40;
+const MEMORY_F32_MATRICES = 12;
+const MEMORY_RUNS = 15;
+
+/** Times matvecQ8 and matvecF32 over matrices taken in turn from memory, beside readBytes over their bytes. */
+function benchFromMemory(e) {
+  const [rows, cols] = [MEMORY_ROWS, MEMORY_COLS];
+  e.allocReset();
+  const q8 = [];
+  for (let i = 0; i < MEMORY_Q8_MATRICES; i++) q8.push(placeQ8Matrix(e, rows, cols));
+  const f32 = [];
+  for (let i = 0; i < MEMORY_F32_MATRICES; i++) {
+    const w = alloc(e, rows * cols * 4);
+    fillF32(e.memory, w, rows * cols, 17 + i);
+    f32.push(w);
+  }
+  const x = alloc(e, cols * 4);
+  fillF32(e.memory, x, cols, 13);
+  const xq = alloc(e, cols);
+  const xs = alloc(e, (cols / 32) * 4);
+  e.quantizeQ8(xq, xs, x, cols);
+  const out = alloc(e, rows * 4);
+
+  // each set lies in one piece (the arena hands out consecutive 64-byte-aligned blocks and these
+  // sizes are multiples of 64), so one readBytes call covers it
+  const q8Bytes = MEMORY_Q8_MATRICES * (rows * cols + (rows * cols / 32) * 4);
+  const f32Bytes = MEMORY_F32_MATRICES * rows * cols * 4;
+  const runs = {
+    matvecQ8: () => { for (const { wq, ws } of q8) e.matvecQ8(out, wq, ws, xq, xs, rows, cols); },
+    "readBytes (int8 set)": () => e.readBytes(q8[0].wq, q8Bytes),
+    matvecF32: () => { for (const w of f32) e.matvecF32(out, w, x, rows, cols); },
+    "readBytes (f32 set)": () => e.readBytes(f32[0], f32Bytes),
+  };
+  const times = Object.fromEntries(Object.keys(runs).map((name) => [name, []]));
+  for (let run = 0; run < WARMUP_RUNS + MEMORY_RUNS; run++) {
+    for (const [name, fn] of Object.entries(runs)) {
+      const start = performance.now();
+      fn();
+      if (run >= WARMUP_RUNS) times[name].push(performance.now() - start);
+    }
+  }
+  const gbs = (name, bytes) => bytes / median(times[name]) / 1e6;
+  const q8Rate = gbs("matvecQ8", q8Bytes);
+  const q8Read = gbs("readBytes (int8 set)", q8Bytes);
+  const f32Rate = gbs("matvecF32", f32Bytes);
+  const f32Read = gbs("readBytes (f32 set)", f32Bytes);
+  console.log(`matvecQ8  ${rows}x${cols} x${MEMORY_Q8_MATRICES} from memory  ${q8Rate.toFixed(1)} GB/s  readBytes ${q8Read.toFixed(1)} GB/s  ${(100 * q8Rate / q8Read).toFixed(0)}% of read`);
+  console.log(`matvecF32 ${rows}x${cols} x${MEMORY_F32_MATRICES} from memory  ${f32Rate.toFixed(1)} GB/s  readBytes ${f32Read.toFixed(1)} GB/s  ${(100 * f32Rate / f32Read).toFixed(0)}% of read`);
+}
+
 async function loadModule(variant) {
   const bytes = await readFile(modulePaths[variant]).catch(() => undefined);
   if (!bytes) {
@@ -186,6 +241,7 @@ if (!process.argv.includes("--relaxed-only")) {
   if (exact) {
     benchModule("exact", exact);
     benchMatmat("exact", exact);
+    benchFromMemory(exact);
   }
 }
 await benchRelaxed();

@@ -137,7 +137,7 @@ function matvecGroups(out: usize, wq: usize, ws: usize, xq: usize, xs: usize, ro
   // Passes alternate between the first and the second half of the groups, so memory is read as
   // two sequential streams. From DRAM (40 matrices of 2048 × 768, 63 MB) that ran at 18.6 GB/s
   // against 15.0 GB/s for one stream, 82% of an in-order read instead of 68%; four streams fell
-  // back to 15 GB/s (EPYC VM, Node 20, /tmp A/B of 2026-12-05, see bench/README.md).
+  // back to 15 GB/s (EPYC VM, Node 20, 2026-12-05; bench/README.md, Kernels).
   const groups = (rows + 3) >> 2;
   const half = groups >> 1;
   for (let g = 0; g < half; g++) {
