@@ -88,6 +88,17 @@ function placeQ8Matrix(e, rows, cols) {
   return { wq, ws };
 }
 
+/** Places an f32 input of cols values, its quantizeQ8 form (xq, xs) and an output of rows f32. */
+function placeVectors(e, rows, cols) {
+  const x = alloc(e, cols * 4);
+  fillF32(e.memory, x, cols, 13);
+  const xq = alloc(e, cols);
+  const xs = alloc(e, (cols / 32) * 4);
+  e.quantizeQ8(xq, xs, x, cols);
+  const out = alloc(e, rows * 4);
+  return { x, xq, xs, out };
+}
+
 function benchModule(name, e) {
   for (const [rows, cols] of SHAPES) {
     e.allocReset();
@@ -95,12 +106,7 @@ function benchModule(name, e) {
 
     // int8 weights, activations from quantizeQ8
     const { wq, ws } = placeQ8Matrix(e, rows, cols);
-    const x = alloc(e, cols * 4);
-    fillF32(e.memory, x, cols, 13);
-    const xq = alloc(e, cols);
-    const xs = alloc(e, (cols / 32) * 4);
-    e.quantizeQ8(xq, xs, x, cols);
-    const out = alloc(e, rows * 4);
+    const { x, xq, xs, out } = placeVectors(e, rows, cols);
     const q8Ms = timeMedianMs(() => e.matvecQ8(out, wq, ws, xq, xs, rows, cols));
     console.log(`matvecQ8  ${rows}x${cols}  ${name.padEnd(7)}  ${(ops / q8Ms / 1e6).toFixed(1).padStart(6)} GOPS  ${q8Ms.toFixed(3)} ms`);
 
@@ -168,12 +174,7 @@ function benchFromMemory(e) {
     fillF32(e.memory, w, rows * cols, 17 + i);
     f32.push(w);
   }
-  const x = alloc(e, cols * 4);
-  fillF32(e.memory, x, cols, 13);
-  const xq = alloc(e, cols);
-  const xs = alloc(e, (cols / 32) * 4);
-  e.quantizeQ8(xq, xs, x, cols);
-  const out = alloc(e, rows * 4);
+  const { x, xq, xs, out } = placeVectors(e, rows, cols);
 
   // each set lies in one piece (the arena hands out consecutive 64-byte-aligned blocks and these
   // sizes are multiples of 64), so one readBytes call covers it
