@@ -58,6 +58,10 @@ const JOB_MATMAT_F32: i32 = 4;
 const JOB_ATTENTION: i32 = 5;
 const JOB_SPARSE_GATES: i32 = 6;
 const JOB_SPARSE_DOWN: i32 = 7;
+const JOB_MATVEC_Q8_SET: i32 = 8;
+
+/** Matrices of one JOB_MATVEC_Q8_SET job, all read against the same input. */
+const MAX_SET: i32 = 3;
 
 /** Most threads a model runs on; attention gives each its own score row, of which there are n_heads. */
 export const MAX_THREADS: i32 = 64;
@@ -153,9 +157,30 @@ export function threadsBytes(count: i32): f64 {
   store<i32>(control + ARGS + (<usize>index << 2), value);
 }
 
+/** Computes slice `id` of `count` of out = W x (int8), split by 4-row groups. */
+function matvecQ8Slice(out: usize, wq: usize, ws: usize, xq: usize, xs: usize, rows: i32, cols: i32, id: i32, count: i32): void {
+  const groups = (rows + 3) >> 2;
+  const g0 = sliceStart(groups, id, count);
+  const g1 = sliceStart(groups, id + 1, count);
+  if (g0 >= g1) return;
+  const r0 = g0 << 2;
+  const sliceRows = min(rows, g1 << 2) - r0;
+  matvecQ8(out + (<usize>r0 << 2), wq + <usize>g0 * (<usize>cols << 2), ws + <usize>g0 * (<usize>(cols / QK8) << 4), xq, xs, sliceRows, cols);
+}
+
 /** Runs slice `id` of the published job. */
 function runSlice(kind: i32, id: i32, count: i32): void {
-  if (kind == JOB_MATVEC_Q8 || kind == JOB_MATMAT_Q8) {
+  if (kind == JOB_MATVEC_Q8_SET) {
+    // args: count, xq, xs, cols, then out, wq, ws, rows of each matrix
+    for (let m = 0; m < arg(0); m++) {
+      const at = 4 + 4 * m;
+      matvecQ8Slice(<usize>arg(at), <usize>arg(at + 1), <usize>arg(at + 2), <usize>arg(1), <usize>arg(2), arg(at + 3), arg(3), id, count);
+    }
+  } else if (kind == JOB_MATVEC_Q8) {
+    // args: out, wq, ws, xq, xs, rows, cols
+    matvecQ8Slice(<usize>arg(0), <usize>arg(1), <usize>arg(2), <usize>arg(3), <usize>arg(4), arg(5), arg(6), id, count);
+  } else if (kind == JOB_MATMAT_Q8) {
+    // args: out, wq, ws, xq, xs, rows, cols, n, xStride, outStride
     const rows = arg(5);
     const cols = arg(6);
     const groups = (rows + 3) >> 2;
@@ -163,15 +188,9 @@ function runSlice(kind: i32, id: i32, count: i32): void {
     const g1 = sliceStart(groups, id + 1, count);
     if (g0 >= g1) return;
     const r0 = g0 << 2;
-    const sliceRows = min(rows, g1 << 2) - r0;
     const wq = <usize>arg(1) + <usize>g0 * (<usize>cols << 2);
     const ws = <usize>arg(2) + <usize>g0 * (<usize>(cols / QK8) << 4);
-    const out = <usize>arg(0) + (<usize>r0 << 2);
-    if (kind == JOB_MATVEC_Q8) {
-      matvecQ8(out, wq, ws, <usize>arg(3), <usize>arg(4), sliceRows, cols);
-    } else {
-      matmatQ8(out, wq, ws, <usize>arg(3), <usize>arg(4), sliceRows, cols, arg(7), arg(8), arg(9));
-    }
+    matmatQ8(<usize>arg(0) + (<usize>r0 << 2), wq, ws, <usize>arg(3), <usize>arg(4), min(rows, g1 << 2) - r0, cols, arg(7), arg(8), arg(9));
   } else if (kind == JOB_MATVEC_F32 || kind == JOB_MATMAT_F32) {
     // args: out, w, x, rows, cols, n, xStride, outStride; 4-row passes keep their grouping
     const rows = arg(3);
@@ -302,6 +321,33 @@ export function threadsStop(): void {
   if (threads < 2) return;
   runJob(JOB_QUIT);
   threads = 1;
+}
+
+/**
+ * out_m = W_m x for the first `count` (at most MAX_SET) of three int8 matrices that read the same
+ * quantized input (query, key and value; gate and up). One barrier covers all of them: each
+ * thread computes its share of every matrix in turn, and the outputs are those of matvecQ8.
+ */
+export function parallelMatvecQ8Set(
+  count: i32, xq: usize, xs: usize, cols: i32,
+  out0: usize, wq0: usize, ws0: usize, rows0: i32,
+  out1: usize, wq1: usize, ws1: usize, rows1: i32,
+  out2: usize, wq2: usize, ws2: usize, rows2: i32,
+): void {
+  let rowsTotal = <i64>rows0;
+  if (count > 1) rowsTotal += <i64>rows1;
+  if (count > 2) rowsTotal += <i64>rows2;
+  if (threads < 2 || rowsTotal * <i64>cols < MIN_PARALLEL_WORK) {
+    matvecQ8(out0, wq0, ws0, xq, xs, rows0, cols);
+    if (count > 1) matvecQ8(out1, wq1, ws1, xq, xs, rows1, cols);
+    if (count > 2) matvecQ8(out2, wq2, ws2, xq, xs, rows2, cols);
+    return;
+  }
+  setArg(0, min(count, MAX_SET)); setArg(1, <i32>xq); setArg(2, <i32>xs); setArg(3, cols);
+  setArg(4, <i32>out0); setArg(5, <i32>wq0); setArg(6, <i32>ws0); setArg(7, rows0);
+  setArg(8, <i32>out1); setArg(9, <i32>wq1); setArg(10, <i32>ws1); setArg(11, rows1);
+  setArg(12, <i32>out2); setArg(13, <i32>wq2); setArg(14, <i32>ws2); setArg(15, rows2);
+  runJob(JOB_MATVEC_Q8_SET);
 }
 
 /** out = W x for int8 W, split across threads when the matrix is large enough. See matvecQ8. */

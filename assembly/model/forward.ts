@@ -13,7 +13,7 @@ import {
   n_kv_heads, n_layers, norm_eps, rope_freq_scale, rope_neox, rope_theta, seq_len, vocab_size,
 } from "./config";
 import { countNeurons, hasBundles, predictOnly, sparseFfn } from "./sparse";
-import { parallelAttention, parallelMatmatF32, parallelMatvecQ8 } from "../threads";
+import { parallelAttention, parallelMatmatF32, parallelMatvecQ8, parallelMatvecQ8Set } from "../threads";
 import {
   att, hb, hb2, key_cache, logits, q, value_cache, x, xb, xb2, xq, xs,
 } from "./state";
@@ -118,9 +118,17 @@ function ffn(l: i32): void {
   }
 
   // dense: down(act(gate x) * up x), or down(act(up x)) for non-gated FFNs (registered as gate)
-  matmul(hb, xb, SLOT_FFN_GATE, l, hidden_dim, dim);
+  if (int8 && gated) {
+    // one barrier for both matrices
+    parallelMatvecQ8Set(2, xq, xs, dim_pad,
+      hb, weightData(SLOT_FFN_GATE, l), weightScales(SLOT_FFN_GATE, l), hidden_dim,
+      hb2, weightData(SLOT_FFN_UP, l), weightScales(SLOT_FFN_UP, l), hidden_dim,
+      0, 0, 0, 0);
+  } else {
+    matmul(hb, xb, SLOT_FFN_GATE, l, hidden_dim, dim);
+    if (gated) matmul(hb2, xb, SLOT_FFN_UP, l, hidden_dim, dim);
+  }
   if (traceGate != 0) memory.copy(traceGate, hb, <usize>hidden_dim << 2);
-  if (gated) matmul(hb2, xb, SLOT_FFN_UP, l, hidden_dim, dim);
   activateInPlace(hb, gated ? hb2 : 0, hidden_dim, activation);
   countNeurons(l, hidden_dim, hidden_dim);
   prepare(hb, hidden_pad);
@@ -170,9 +178,17 @@ export function forward(token: i32, pos: i32): usize {
     const k = key_cache + layerCache + (<usize>(pos * kv_dim) << 2);
     const v = value_cache + layerCache + (<usize>(pos * kv_dim) << 2);
     prepare(xb, dim_pad);
-    matmul(q, xb, SLOT_ATTN_Q, l, dim, dim);
-    matmul(k, xb, SLOT_ATTN_K, l, kv_dim, dim);
-    matmul(v, xb, SLOT_ATTN_V, l, kv_dim, dim);
+    if (int8) {
+      // one barrier for the three matrices
+      parallelMatvecQ8Set(3, xq, xs, dim_pad,
+        q, weightData(SLOT_ATTN_Q, l), weightScales(SLOT_ATTN_Q, l), dim,
+        k, weightData(SLOT_ATTN_K, l), weightScales(SLOT_ATTN_K, l), kv_dim,
+        v, weightData(SLOT_ATTN_V, l), weightScales(SLOT_ATTN_V, l), kv_dim);
+    } else {
+      matmul(q, xb, SLOT_ATTN_Q, l, dim, dim);
+      matmul(k, xb, SLOT_ATTN_K, l, kv_dim, dim);
+      matmul(v, xb, SLOT_ATTN_V, l, kv_dim, dim);
+    }
     addBias(q, SLOT_ATTN_Q_BIAS, l, dim);
     addBias(k, SLOT_ATTN_K_BIAS, l, kv_dim);
     addBias(v, SLOT_ATTN_V_BIAS, l, kv_dim);
