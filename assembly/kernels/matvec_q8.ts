@@ -21,12 +21,14 @@
 // 0..127: the kernel passes |xq| there and moves the activation's sign onto the weight. That
 // requires weights in [-127, 127], because negating -128 overflows i8.
 //
-// The relaxed module holds both variants. On the x86 measured here the exact one is faster: the
+// The relaxed module contains both variants. On the x86 measured here the exact one is faster: the
 // relaxed dot lowers to three instructions plus the two that move the sign, against widening
 // loads and one i32x4.dot_i16x8_s per 8 quants (bench/README.md, kernel hosts: relaxed 0.85–0.95×
 // exact in Deno and Chromium). Where the relaxed dot is one instruction (ARM, AVX-VNNI) the relaxed
-// variant should win; that is expected, not measured. So the host times both on the model's own
-// weights at load and keeps the faster (setMatvecRelaxed); both give the same bits.
+// variant should win, which is expected but not measured. So the host times both on the model's
+// own weights at load and keeps the faster (setMatvecRelaxed). Both give the same bits.
+
+import { QK8, q8BlockIndex } from "./quantize";
 
 /** Whether matvecQ8 and dotRows4Q8 use the relaxed dot. Only the relaxed module can set it. */
 let relaxedDot: bool = ASC_FEATURE_RELAXED_SIMD;
@@ -40,8 +42,6 @@ export function setMatvecRelaxed(relaxed: i32): void {
 export function matvecRelaxed(): i32 {
   return relaxedDot ? 1 : 0;
 }
-
-import { QK8, q8BlockIndex } from "./quantize";
 
 /** Computes out = W x for Q8_0 blocks. Scalar reference that defines the f32 summation order. */
 export function matvecQ8Ref(out: usize, wq: usize, ws: usize, xq: usize, xs: usize, rows: i32, cols: i32): void {
@@ -136,8 +136,8 @@ function matvecGroups(out: usize, wq: usize, ws: usize, xq: usize, xs: usize, ro
   // One group of four rows per pass: each activation load and its widening feed four rows.
   // Passes alternate between the first and the second half of the groups, so memory is read as
   // two sequential streams. From DRAM (40 matrices of 2048 × 768, 63 MB) that ran at 18.6 GB/s
-  // against 15.0 GB/s for one stream, 82% of an in-order read instead of 68%; four streams fell
-  // back to 15 GB/s (EPYC VM, Node 20, 2026-12-05; bench/README.md, Kernels).
+  // against 15.0 GB/s for one stream, 82% of an in-order read instead of 68%. Four streams fell
+  // back to 15 GB/s (EPYC VM, Node 20, 2026-12-05, bench/README.md under Kernels).
   const groups = (rows + 3) >> 2;
   const half = groups >> 1;
   for (let g = 0; g < half; g++) {
