@@ -135,7 +135,7 @@ function matvecGroups(out: usize, wq: usize, ws: usize, xq: usize, xs: usize, ro
 
   // One group of four rows per pass: each activation load and its widening feed four rows.
   // Passes alternate between the first and the second half of the groups, so memory is read as
-  // two sequential streams. From DRAM (40 matrices of 2048 × 768, 63 MB) that ran at 18.6 GB/s
+  // two sequential streams. From DRAM (40 matrices of 2048 × 768, 71 MB) that ran at 18.6 GB/s
   // against 15.0 GB/s for one stream, 82% of an in-order read instead of 68%. Four streams fell
   // back to 15 GB/s (EPYC VM, Node 20, 2026-12-05, bench/README.md under Kernels).
   const groups = (rows + 3) >> 2;
