@@ -65,7 +65,7 @@ export function matvecQ8Ref(out: usize, wq: usize, ws: usize, xq: usize, xs: usi
 }
 
 // Half a block of activations (16 quants at x), loaded once and shared by every row of a pass.
-// Exact path: the quants widened to i16, loadX0 the first 8 and loadX1 the last 8; i16x8.load8x8_s
+// Exact path: the quants widened to i16, loadX0 the first 8 and loadX1 the last 8; v128.load8x8_s
 // widens while it loads (one instruction on x86, against two or three for a load and then
 // i16x8.extend_high). Relaxed path: loadX0 gives |xq| and loadX1 the sign mask (all ones where
 // xq < 0). The mask comes from a compare, not i8x16.shr_s(x, 7): x86 has no 8-bit shift, and with
