@@ -6,7 +6,7 @@
 
 import { FormatError, WasmError } from "./errors.js";
 import { interleaveQ8Rows, paddedRows } from "./layout.js";
-import { decodeQ8_0Blocks, quantizeQ8_0, tensorToF32 } from "./quant.js";
+import { decodeQ8_0Blocks, decodeQ8_0Interleaved, quantizeQ8_0, tensorToF32 } from "./quant.js";
 import { GGMLType, type LlamaConfig, type ModelFile, type TensorData } from "./types.js";
 import type { DormantExports } from "./wasm.js";
 import type { LoadProgress, Precision, RuntimeSparsity } from "./model.js";
@@ -139,12 +139,22 @@ export function placeWeights(
       onProgress?.({ phase: "place", loaded: ++placed, total });
       return [pointer, 0];
     }
-    // Q8_0 files already hold our block layout; anything else is quantized with the same rule.
-    const fromFile = tensor.type === GGMLType.Q8_0 && cols % 32 === 0;
-    const blocks = fromFile ? decodeQ8_0Blocks(tensor.data, cols, rows) : quantizeQ8_0(tensorToF32(tensor), cols, rows);
-    // The relaxed-SIMD kernel negates weights, so -128 must not occur. ggml's quantizer never
-    // writes it (|x / d| <= 127), but other writers may; clamping moves such a weight by one step.
-    if (fromFile) clampMinimumQuant(blocks.quants);
+    // Q8_0 files already hold our blocks: they go into wasm memory in one pass. The relaxed-SIMD
+    // kernel negates weights, so -128 must not occur. ggml's quantizer never writes it
+    // (|x / d| <= 127), but other writers may; clamping moves such a weight by one step.
+    if (tensor.type === GGMLType.Q8_0 && cols % 32 === 0) {
+      const groupRows = paddedRows(rows);
+      const quantPointer = allocOrThrow(groupRows * cols, name);
+      const scalePointer = allocOrThrow(groupRows * (cols / 32) * 4, `${name} scales`);
+      // the arena hands out zeroed memory, so the padding rows stay zero
+      decodeQ8_0Interleaved(tensor.data, cols, rows, new Int8Array(wasm.memory.buffer, quantPointer, groupRows * cols),
+        new Float32Array(wasm.memory.buffer, scalePointer, groupRows * (cols / 32)));
+      wasm.setWeight(slot, layer, quantPointer, scalePointer);
+      onProgress?.({ phase: "place", loaded: ++placed, total });
+      return [quantPointer, scalePointer];
+    }
+    // anything else is quantized with the same rule
+    const blocks = quantizeQ8_0(tensorToF32(tensor), cols, rows);
     const runtime = interleaveQ8Rows(blocks.quants, blocks.scales, rows, pad32(cols));
     const quantPointer = allocOrThrow(runtime.quants.byteLength, name);
     new Int8Array(wasm.memory.buffer, quantPointer, runtime.quants.length).set(runtime.quants);

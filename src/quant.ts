@@ -214,6 +214,75 @@ export function decodeQ8_0Blocks(bytes: Uint8Array, rowLength: number, rows: num
   return { quants, scales, paddedRowLength: blocksPerRow * Q8_0_BLOCK_VALUES };
 }
 
+/**
+ * Writes GGUF Q8_0 blocks of a (rows, rowLength) matrix, rowLength a multiple of 32, straight into
+ * the runtime layout of src/layout.ts: groups of 4 rows, block-interleaved, quants into `quants`
+ * and f32 scales into `scales`. A quant of -128 is stored as -127, because the relaxed-SIMD kernel
+ * negates weights. The padding rows of the last group are left as they are, so the targets must
+ * start zeroed. Equal to decodeQ8_0Blocks, the clamp and interleaveQ8Rows, without their
+ * intermediate arrays (a 110M-parameter model allocated about 240 MB of them per load).
+ */
+export function decodeQ8_0Interleaved(bytes: Uint8Array, rowLength: number, rows: number, quants: Int8Array, scales: Float32Array): void {
+  const nb = rowLength / Q8_0_BLOCK_VALUES;
+  if (!Number.isInteger(nb)) {
+    formatMismatch("decodeQ8_0Interleaved", { source: "rowLength", field: "value", actual: String(rowLength), expected: "a multiple of 32" });
+  }
+  if (bytes.length !== rows * nb * Q8_0_BLOCK_BYTES) {
+    formatMismatch("decodeQ8_0Interleaved", {
+      source: "bytes",
+      field: "length",
+      actual: String(bytes.length),
+      expected: `${rows * nb * Q8_0_BLOCK_BYTES} (${rows * nb} blocks of 34 bytes for ${rows} rows × ${rowLength})`,
+    });
+  }
+  const groupRows = Math.ceil(rows / 4) * 4;
+  if (quants.length < groupRows * rowLength || scales.length < groupRows * nb) {
+    formatMismatch("decodeQ8_0Interleaved", {
+      source: "targets",
+      field: "length",
+      actual: `${quants.length} quants and ${scales.length} scales`,
+      expected: `at least ${groupRows * rowLength} and ${groupRows * nb} (${groupRows} rows)`,
+    });
+  }
+
+  const table = halfTable();
+  // Quants move as 8 words per block where the target allows it. With a byte loop, loading a
+  // 110M-parameter Q8_0 model took 0.75 s in Node 20, and with words 0.43 s.
+  const byWords = LITTLE_ENDIAN && quants.byteOffset % 4 === 0;
+  const source = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const words = byWords ? new Int32Array(quants.buffer, quants.byteOffset, quants.length >> 2) : null;
+
+  for (let r = 0; r < rows; r++) {
+    const groupBase = (r >> 2) * nb * 4 + (r & 3);
+    for (let b = 0; b < nb; b++) {
+      const from = (r * nb + b) * Q8_0_BLOCK_BYTES;
+      const index = groupBase + b * 4;
+      scales[index] = table[bytes[from] | (bytes[from + 1] << 8)];
+      const to = index * Q8_0_BLOCK_VALUES;
+      let minimumSeen = !words;
+      if (words) {
+        for (let k = 0; k < 8; k++) {
+          const word = source.getInt32(from + 2 + 4 * k, true);
+          words[(to >> 2) + k] = word;
+          // a byte of 0x80 (-128) becomes a zero byte, which (x - 0x01010101) & ~x & 0x80808080 detects
+          const flipped = word ^ 0x80808080;
+          if (((flipped - 0x01010101) & ~flipped & 0x80808080) !== 0) minimumSeen = true;
+        }
+      }
+      if (!minimumSeen) continue;
+
+      // the byte path, or a block with -128 in it
+      for (let i = 0; i < Q8_0_BLOCK_VALUES; i++) {
+        const quant = (bytes[from + 2 + i] << 24) >> 24;
+        quants[to + i] = quant === -128 ? -127 : quant;
+      }
+    }
+  }
+}
+
+/** Whether this platform stores typed-array elements little-endian, as GGUF stores them. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** Counts the elements of a tensor from its dims. */
 export function elementCount(dims: readonly number[]): number {
   return dims.reduce((product, size) => product * size, 1);

@@ -5,8 +5,10 @@ import { convertToGGUF } from "../src/convert.js";
 import { OptionError } from "../src/errors.js";
 import { readModelFile } from "../src/formats/index.js";
 import { GGUFValueType, parseGGUF, type GGUFValue } from "../src/gguf.js";
+import { interleaveQ8Rows } from "../src/layout.js";
 import {
   decodeQ8_0Blocks,
+  decodeQ8_0Interleaved,
   dequantizeQ8_0,
   encodeQ8_0Blocks,
   f16BitsToF32,
@@ -170,11 +172,51 @@ describe("Q8_0", () => {
     }
   });
 
+  // rows around the groups of 4 and blocks per row of 1 to 3, with quants of -128 in the file
+  it.each([[1, 32], [3, 64], [4, 96], [5, 32], [7, 64], [17, 96]] as const)(
+    "decodes %i rows of %i straight into the interleaved layout",
+    (rows, cols) => {
+      const values = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 1.3) * (1 + (i % 7)));
+      const q = quantizeQ8_0(values, cols, rows);
+      for (let i = 5; i < q.quants.length; i += 37) q.quants[i] = -128;
+      const bytes = encodeQ8_0Blocks(q.quants, q.scales);
+
+      // the three steps it replaces: decode, clamp -128 to -127, interleave
+      const decoded = decodeQ8_0Blocks(bytes, cols, rows);
+      const clamped = decoded.quants.map((quant) => (quant === -128 ? -127 : quant));
+      const expected = interleaveQ8Rows(clamped, decoded.scales, rows, cols);
+
+      const groupRows = Math.ceil(rows / 4) * 4;
+      const quants = new Int8Array(groupRows * cols);
+      const scales = new Float32Array(groupRows * (cols / 32));
+      decodeQ8_0Interleaved(bytes, cols, rows, quants, scales);
+      expect(Array.from(quants)).toEqual(Array.from(expected.quants));
+      expect(Array.from(scales)).toEqual(Array.from(expected.scales));
+      expect(quants.includes(-128)).toBe(false);
+
+      // a target that does not start on a 4-byte boundary takes the byte-by-byte path
+      const unaligned = new Int8Array(new ArrayBuffer(groupRows * cols + 1), 1);
+      decodeQ8_0Interleaved(bytes, cols, rows, unaligned, new Float32Array(scales.length));
+      expect(Array.from(unaligned)).toEqual(Array.from(expected.quants));
+    },
+  );
+
   it("rejects mismatched lengths", () => {
     expect(() => quantizeQ8_0(new Float32Array(10), 4, 3)).toThrow("quantizeQ8_0: values: length is 10, expected 12 (3 rows × 4)");
     expect(() => encodeQ8_0Blocks(new Int8Array(40), new Float32Array(1))).toThrow("encodeQ8_0Blocks: quants: length is 40, expected 32 (32 per scale)");
     expect(() => decodeQ8_0Blocks(new Uint8Array(60), 64, 1)).toThrow(
       "decodeQ8_0Blocks: bytes: length is 60, expected 68 (2 blocks of 34 bytes for 1 rows × 64)",
+    );
+    const quants = new Int8Array(4 * 64);
+    const scales = new Float32Array(4 * 2);
+    expect(() => decodeQ8_0Interleaved(new Uint8Array(60), 64, 1, quants, scales)).toThrow(
+      "decodeQ8_0Interleaved: bytes: length is 60, expected 68 (2 blocks of 34 bytes for 1 rows × 64)",
+    );
+    expect(() => decodeQ8_0Interleaved(new Uint8Array(34), 40, 1, quants, scales)).toThrow(
+      "decodeQ8_0Interleaved: rowLength: value is 40, expected a multiple of 32",
+    );
+    expect(() => decodeQ8_0Interleaved(new Uint8Array(5 * 68), 64, 5, quants, scales)).toThrow(
+      "decodeQ8_0Interleaved: targets: length is 256 quants and 8 scales, expected at least 512 and 16 (8 rows)",
     );
   });
 
