@@ -19,6 +19,11 @@ let arenaStart: usize = 0;
 let arenaTop: usize = 0;
 /** Bytes the arena may hand out in total, measured from arenaStart. */
 let arenaBudget: u64 = 0;
+/**
+ * End of the highest allocation since instantiation. Memory above it has never been written, and
+ * memory.grow zero-fills new pages, so only allocations below it need zeroing.
+ */
+let arenaWritten: usize = 0;
 
 function alignUp(value: u64, alignment: u64): u64 {
   return (value + alignment - 1) & ~(alignment - 1);
@@ -48,8 +53,12 @@ export function arenaAlloc(size: u64): usize {
     if (memory.grow(<i32>(neededPages - currentPages)) < 0) return 0;
   }
 
-  // memory.grow zero-fills new pages, but a reset arena reuses old bytes.
-  memory.fill(<usize>begin, 0, <usize>size);
+  // A reset arena reuses old bytes, so they are zeroed. Bytes above arenaWritten are still zero
+  // from memory.grow, and leaving them alone spares a pass over fresh pages: the fill of a
+  // 1.3 GiB model took 3.5 s, most of it first-touch page faults that the weights' own writes
+  // then take instead.
+  if (<usize>begin < arenaWritten) memory.fill(<usize>begin, 0, <usize>min(end, <u64>arenaWritten) - <usize>begin);
+  if (<usize>end > arenaWritten) arenaWritten = <usize>end;
   arenaTop = <usize>end;
   return <usize>begin;
 }

@@ -1,5 +1,5 @@
 // The wasm32 memory limit: models whose runtime layout does not fit 4 GiB are rejected before
-// any weight is placed, with the sizes in the message.
+// any weight is placed, with the sizes in the message. And the arena's zeroing of reused memory.
 
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { readTokenizerBin } from "../src/formats/tokenizer-bin.js";
 import { createModel } from "../src/model.js";
 import type { LlamaConfig, ModelFile } from "../src/types.js";
+import { loadKernelModule } from "./wasm-harness.js";
 
 const TOKENIZER = fileURLToPath(new URL("../../shared/models/tok512.bin", import.meta.url));
 
@@ -40,5 +41,25 @@ describe("memory budget", () => {
     // int8 passes the budget and then fails on the first missing tensor, which proves the order of the checks
     await expect(createModel(configOnly("llama-1b.gguf", shape), { precision: "int8", contextLength: 2048 })).rejects.toThrow(
       "loadModel: llama-1b.gguf: tensor token_embd.weight is missing, expected it in a llama model");
+  });
+});
+
+describe("arena", () => {
+  it("hands out zeroed memory after a reset, below and above the bytes written before", async () => {
+    const m = await loadKernelModule("exact");
+    const first = m.exports.alloc(4096) >>> 0;
+    new Uint8Array(m.exports.memory.buffer, first, 4096).fill(0xab);
+    m.exports.allocReset();
+    // reuses the written bytes, then runs past them into memory never written
+    const second = m.exports.alloc(8192) >>> 0;
+    expect(second).toBe(first);
+    const bytes = new Uint8Array(m.exports.memory.buffer, second, 8192);
+    expect(bytes.every((byte) => byte === 0)).toBe(true);
+    // a second allocation above the first also starts zeroed
+    bytes.fill(0xcd);
+    m.exports.allocReset();
+    m.exports.alloc(64);
+    const third = m.exports.alloc(8192) >>> 0;
+    expect(new Uint8Array(m.exports.memory.buffer, third, 8192).every((byte) => byte === 0)).toBe(true);
   });
 });
