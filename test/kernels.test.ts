@@ -91,6 +91,28 @@ describe("f32 kernels", () => {
     expect(findBitMismatch(whole, alone)).toBeUndefined();
   });
 
+  // one and three rows of 256 KiB: the two-stream pass pairs an odd last row with itself
+  test.each([1, 3])("matvecF32 two-stream pass, %i long rows, against f64", (rows) => {
+    const cols = 65536;
+    const random = seededRandom(rows * 131 + 7);
+    const w = randomF32(random, rows * cols);
+    const x = randomF32(random, cols);
+    const exact = new Float64Array(rows);
+    const magnitude = new Float64Array(rows);
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        exact[r] += w[r * cols + c] * x[c];
+        magnitude[r] += Math.abs(w[r * cols + c] * x[c]);
+      }
+    }
+    const outPointer = m.putF32(rows + 1);
+    m.f32(outPointer, rows + 1).fill(-1);
+    m.exports.matvecF32(outPointer, m.putF32(rows * cols, w), m.putF32(cols, x), rows, cols);
+    const out = m.f32(outPointer, rows + 1);
+    expect(findToleranceMismatch(out.subarray(0, rows), exact, (r) => F32_SUM_REL_TOL * magnitude[r])).toBeUndefined();
+    expect(out[rows], "the value past the last row").toBe(-1);
+  });
+
   test.each(LENGTHS)("dotF32 length %i", (n) => {
     const random = seededRandom(3000 + n);
     const a = randomF32(random, n);
