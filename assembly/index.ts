@@ -238,8 +238,8 @@ export function prefillRelaxed(): i32 {
 
 /**
  * Runs the int8 matrix × vector kernel on layer 0's query matrix `repeats` times with the relaxed
- * (1) or exact (0) dot and keeps that choice for decode, the sparse FFN and short prefill blocks,
- * so the host can time both. Only the relaxed module has two, and the exact module ignores `relaxed`.
+ * (1) or exact (0) dot, so the host can time both. The choice stays for decode, the sparse FFN
+ * and short prefill blocks. Only the relaxed module has two, and the exact module ignores `relaxed`.
  */
 export function matvecProbe(relaxed: i32, repeats: i32): void {
   probeMatvec(relaxed, repeats);

@@ -54,9 +54,9 @@ export function arenaAlloc(size: u64): usize {
   }
 
   // A reset arena reuses old bytes, so they are zeroed. Bytes above arenaWritten are still zero
-  // from memory.grow, and leaving them alone spares a pass over fresh pages: the fill of a
-  // 1.3 GiB model took 3.5 s, most of it first-touch page faults that the weights' own writes
-  // then take instead.
+  // from memory.grow, and leaving them alone spares a pass over fresh pages. The fill of a
+  // 1.3 GiB model took 3.5 s, most of it first-touch page faults, which the weights' own writes
+  // now take instead.
   if (<usize>begin < arenaWritten) memory.fill(<usize>begin, 0, <usize>min(end, <u64>arenaWritten) - <usize>begin);
   if (<usize>end > arenaWritten) arenaWritten = <usize>end;
   arenaTop = <usize>end;

@@ -620,7 +620,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions | Work
  * own query matrix and keeps the faster of each. They give the same bits, and which one is faster
  * depends on how the engine lowers the relaxed dot: several instructions on the x86 measured here,
  * and one expected (not measured) on ARM and AVX-VNNI. Each timing runs about 8 M multiply-adds,
- * so coarse browser timers resolve it; the two variants alternate over three rounds and the
+ * so coarse browser timers resolve it. The two variants alternate over three rounds, and the
  * fastest round of each counts.
  */
 function chooseDotKernels(wasm: DormantExports, config: LlamaConfig): void {

@@ -18,7 +18,7 @@ test("relaxed module uses relaxed dot", async () => {
   expect(Buffer.from(m.bytes).includes(opcode)).toBe(true);
 });
 
-test("the relaxed module starts on the relaxed dot and switches; the exact module stays exact", async () => {
+test("matvec dot choice per module", async () => {
   const relaxed = await loadKernelModule("relaxed");
   expect(relaxed.exports.matvecRelaxed()).toBe(1);
   relaxed.exports.setMatvecRelaxed(0);

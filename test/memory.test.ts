@@ -45,7 +45,7 @@ describe("memory budget", () => {
 });
 
 describe("arena", () => {
-  it("hands out zeroed memory after a reset, below and above the bytes written before", async () => {
+  it("zeroes reused and fresh memory", async () => {
     const m = await loadKernelModule("exact");
     const first = m.exports.alloc(4096) >>> 0;
     new Uint8Array(m.exports.memory.buffer, first, 4096).fill(0xab);

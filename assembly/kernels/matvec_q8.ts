@@ -21,10 +21,10 @@
 // 0..127: the kernel passes |xq| there and moves the activation's sign onto the weight. That
 // requires weights in [-127, 127], because negating -128 overflows i8.
 //
-// The relaxed module contains both variants. On the x86 measured here the exact one is faster: the
+// The relaxed module contains both variants. On the x86 measured here the exact one is faster
+// (bench/README.md, kernel hosts: relaxed 0.85–0.95× exact in Deno and Chromium). There the
 // relaxed dot lowers to three instructions plus the two that move the sign, against widening
-// loads and one i32x4.dot_i16x8_s per 8 quants (bench/README.md, kernel hosts: relaxed 0.85–0.95×
-// exact in Deno and Chromium). Where the relaxed dot is one instruction (ARM, AVX-VNNI) the relaxed
+// loads and one i32x4.dot_i16x8_s per 8 quants. Where the relaxed dot is one instruction (ARM, AVX-VNNI) the relaxed
 // variant should win, which is expected but not measured. So the host times both on the model's
 // own weights at load and keeps the faster (setMatvecRelaxed). Both give the same bits.
 
