@@ -404,8 +404,32 @@ function gateBlock(b: i32, candidateMask: u32): i32 {
   return popcnt(keptMask);
 }
 
+/**
+ * Loads one word per cache line of the gate rows of every candidate in blocks b0..b1-1, in the
+ * scattered mode, before any of them is computed. A kernel that reads scattered rows step by step
+ * waits on each row's first lines in turn, while this loop has nothing between its loads, so the
+ * misses overlap. The rows then come from L2: a layer's candidate gate rows are 0.2 MB at 10%
+ * kept and 0.6 MB at 30% on the stories110M shape. There this cut the sparse FFN's time by about
+ * 9% at 10% kept and 6% at 30% (medians of four alternated runs, bench/README.md).
+ */
+function touchCandidateGateRows(b0: i32, b1: i32): void {
+  if (streaming) return;
+  const rowBytes = <usize>(dim_pad + scaleBytes());
+  let sum: i32 = 0;
+  for (let b = b0; b < b1; b++) {
+    let m = load<u32>(masks + (<usize>b << 2));
+    while (m != 0) {
+      const row = bundleRow(b << 5, ctz(m), 0);
+      m &= m - 1;
+      sum += touchLines(row, row + rowBytes);
+    }
+  }
+  store<i32>(sink, sum);
+}
+
 /** Gate pass of blocks b0..b1-1 on this thread; records each block's kept count. */
 export function sparseGateSlice(b0: i32, b1: i32): void {
+  touchCandidateGateRows(b0, b1);
   for (let b = b0; b < b1; b++) {
     store<i32>(blockKept + (<usize>b << 2), gateBlock(b, load<u32>(masks + (<usize>b << 2))));
   }
@@ -496,6 +520,7 @@ export function sparseFfn(layer: i32, xq: usize, xs: usize, out: usize, traceGat
     for (let b = 0; b < blocks; b++) kept += load<i32>(blockKept + (<usize>b << 2));
   } else {
     // one block of 32 neurons at a time, closing its down projection while its bundles are in cache
+    touchCandidateGateRows(0, blocks);
     for (let b = 0; b < blocks; b++) {
       kept += gateBlock(b, load<u32>(masks + (<usize>b << 2)));
       downBlock(b, out, 0, dim_pad);
