@@ -47,11 +47,8 @@ describe("f32 kernels", () => {
     m.reset();
   });
 
-  const shapes = ROW_COUNTS.flatMap((rows) => LENGTHS.map((cols) => [rows, cols] as const));
-  test.each(shapes)("matvecF32 %i rows, length %i", (rows, cols) => {
-    const random = seededRandom(rows * 7919 + cols);
-    const w = randomF32(random, rows * cols);
-    const x = randomF32(random, cols);
+  /** Returns W x in f64 and, per row, the sum of |w · x| that bounds its f32 rounding error. */
+  function matvecF64(w: Float32Array, x: Float32Array, rows: number, cols: number): { exact: Float64Array; magnitude: Float64Array } {
     const exact = new Float64Array(rows);
     const magnitude = new Float64Array(rows);
     for (let r = 0; r < rows; r++) {
@@ -60,6 +57,15 @@ describe("f32 kernels", () => {
         magnitude[r] += Math.abs(w[r * cols + c] * x[c]);
       }
     }
+    return { exact, magnitude };
+  }
+
+  const shapes = ROW_COUNTS.flatMap((rows) => LENGTHS.map((cols) => [rows, cols] as const));
+  test.each(shapes)("matvecF32 %i rows, length %i", (rows, cols) => {
+    const random = seededRandom(rows * 7919 + cols);
+    const w = randomF32(random, rows * cols);
+    const x = randomF32(random, cols);
+    const { exact, magnitude } = matvecF64(w, x, rows, cols);
 
     const wPointer = m.putF32(rows * cols, w);
     const xPointer = m.putF32(cols, x);
@@ -97,14 +103,7 @@ describe("f32 kernels", () => {
     const random = seededRandom(rows * 131 + 7);
     const w = randomF32(random, rows * cols);
     const x = randomF32(random, cols);
-    const exact = new Float64Array(rows);
-    const magnitude = new Float64Array(rows);
-    for (let r = 0; r < rows; r++) {
-      for (let c = 0; c < cols; c++) {
-        exact[r] += w[r * cols + c] * x[c];
-        magnitude[r] += Math.abs(w[r * cols + c] * x[c]);
-      }
-    }
+    const { exact, magnitude } = matvecF64(w, x, rows, cols);
     const outPointer = m.putF32(rows + 1);
     m.f32(outPointer, rows + 1).fill(-1);
     m.exports.matvecF32(outPointer, m.putF32(rows * cols, w), m.putF32(cols, x), rows, cols);
