@@ -161,10 +161,11 @@ export function prefillTokenBuffer(): usize {
 
 /**
  * Runs n ≤ prefillBlock() tokens from prefillTokenBuffer() at positions pos0.. and returns the
- * logits pointer: the last token's, or every token's (n, vocab_size) when allLogits is 1.
+ * logits pointer, by `logits`: 0 the last token's, 1 every token's (n, vocab_size), 2 none
+ * (returns 0; for prompt blocks before the last).
  */
-export function forwardBlock(n: i32, pos0: i32, allLogits: i32): usize {
-  return forwardTokens(n, pos0, allLogits);
+export function forwardBlock(n: i32, pos0: i32, logits: i32): usize {
+  return forwardTokens(n, pos0, logits);
 }
 
 /** Runs the final norm and classifier `repeats` times on the current residual stream, for benchmarks. */

@@ -148,6 +148,10 @@ const DEFAULT_MAX_CONTEXT = 4096;
 
 const MODE_NUMBERS: Record<SparsityMode, number> = { dense: 0, oracle: 1, predicted: 2 };
 const ACTIVATION_NUMBERS: Record<LlamaConfig["activation"], number> = { silu: 0, relu: 1, gelu: 2 };
+/** forwardBlock's logits argument (assembly/model/prefill.ts). */
+const LOGITS_LAST = 0;
+const LOGITS_ALL = 1;
+const LOGITS_NONE = 2;
 
 /**
  * Returns the thread worker script beside this bundle: dist/thread.js (Node, Deno) or
@@ -475,7 +479,8 @@ export class Model {
       const n = Math.min(block, ids.length - start);
       new Int32Array(wasm.memory.buffer, wasm.prefillTokenBuffer() >>> 0, n).set(Array.prototype.slice.call(ids, start, start + n));
       try {
-        pointer = wasm.forwardBlock(n, pos0 + start, 0) >>> 0;
+        // only the last block's last token needs logits
+        pointer = wasm.forwardBlock(n, pos0 + start, start + n < ids.length ? LOGITS_NONE : LOGITS_LAST) >>> 0;
       } catch (error) {
         throw this.#threadFailure(error);
       }
@@ -517,7 +522,7 @@ export class Model {
       new Int32Array(wasm.memory.buffer, wasm.prefillTokenBuffer() >>> 0, n).set(ids.slice(start, start + n));
       let pointer: number;
       try {
-        pointer = wasm.forwardBlock(n, start, 1) >>> 0;
+        pointer = wasm.forwardBlock(n, start, LOGITS_ALL) >>> 0;
       } catch (error) {
         throw this.#threadFailure(error);
       }

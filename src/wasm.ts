@@ -45,7 +45,7 @@ export interface DormantExports {
   prefillInitBytes(): number;
   prefillBlock(): number;
   prefillTokenBuffer(): number;
-  forwardBlock(n: number, pos0: number, allLogits: number): number;
+  forwardBlock(n: number, pos0: number, logits: number): number;
   classifierRepeat(repeats: number): void;
   attentionRepeat(layer: number, pos: number, repeats: number): void;
   threadsInit(count: number, mayBlock: number): number;

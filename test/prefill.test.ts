@@ -61,6 +61,20 @@ describe("block prefill", () => {
     }
   });
 
+  // blocks before the last compute no logits, so the lengths cover 1, 2 and 3 blocks, whole or not
+  it("returns the last token's logits as decode does, for prompts of 1 to 3 blocks", async () => {
+    const model = await loadModel(GGUF);
+    const ids = model.tokenize(text);
+    expect(ids.length).toBeGreaterThan(32);
+    for (const length of [1, 15, 16, 17, 32, ids.length]) {
+      const prompt = ids.slice(0, length);
+      const prefilled = Array.from(model.prefill(prompt));
+      let stepped: Float32Array = new Float32Array();
+      for (let pos = 0; pos < length; pos++) stepped = model.step(prompt[pos], pos);
+      expect(prefilled, `${length} tokens`).toEqual(Array.from(stepped));
+    }
+  });
+
   it("leaves the KV cache as decode would", async () => {
     const model = await loadModel(GGUF);
     const ids = model.tokenize(text);

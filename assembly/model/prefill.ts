@@ -94,11 +94,18 @@ function matmulBlock(out: usize, outStride: i32, input: usize, inputStride: i32,
   }
 }
 
+/** forwardBlock's `logits` argument: the last token's logits, every token's, or none. */
+export const LOGITS_LAST: i32 = 0;
+export const LOGITS_ALL: i32 = 1;
+export const LOGITS_NONE: i32 = 2;
+
 /**
  * Runs the n tokens at prefillTokens() at positions pos0..pos0+n-1 and returns a pointer to the
- * logits: of the last token (vocab_size f32) or, when allLogits, of every token (n, vocab_size).
+ * logits: of the last token (vocab_size f32, LOGITS_LAST), of every token ((n, vocab_size),
+ * LOGITS_ALL), or 0 with LOGITS_NONE. A prompt's blocks before its last need no logits, and the
+ * classifier is the largest matrix of a small model (a fifth of stories110M's weights).
  */
-export function forwardBlock(n: i32, pos0: i32, allLogits: i32): usize {
+export function forwardBlock(n: i32, pos0: i32, logitsMode: i32): usize {
   for (let t = 0; t < n; t++) embedInto(row(bx, t, dim_pad), load<i32>(tokens + (<usize>t << 2)));
 
   for (let l = 0; l < n_layers; l++) {
@@ -154,7 +161,9 @@ export function forwardBlock(n: i32, pos0: i32, allLogits: i32): usize {
     for (let t = 0; t < n; t++) addF32(row(bx, t, dim_pad), row(bxb2, t, dim_pad), dim);
   }
 
-  // final rmsnorm and classifier, for the last token or for all of them
+  // final rmsnorm and classifier, for the last token, for all of them or for none
+  if (logitsMode == LOGITS_NONE) return 0;
+  const allLogits = logitsMode == LOGITS_ALL;
   const first = allLogits ? 0 : n - 1;
   for (let t = first; t < n; t++) {
     rmsnorm(xb, row(bx, t, dim_pad), weightData(SLOT_OUTPUT_NORM, 0), dim, norm_eps);
