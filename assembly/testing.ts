@@ -46,5 +46,5 @@ export {
   touchLines,
 } from "./kernels/sparse_q8";
 export { cutoffBounds, selectCandidates, selectCandidatesRef } from "./kernels/candidates";
-export { readBytes, readBytesRef } from "./kernels/bandwidth";
+export { readBytes, readBytesRef, readChunks, readChunksRef } from "./kernels/bandwidth";
 export { attentionScores, attentionScoresRef, attentionValues, attentionValuesRef } from "./kernels/attention";

@@ -1,5 +1,6 @@
 // readBytes (the memory-read kernel of bench/kernel-hosts.mjs) against readBytesRef and a JavaScript
-// model of its checksum, on lengths around the 16- and 64-byte steps and at unaligned addresses.
+// model of its checksum, on lengths around the 16- and 64-byte steps and at unaligned addresses;
+// readChunks (bench/scattered.mjs) against readChunksRef and the same model.
 
 import { beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { type KernelModule, loadKernelModule, seededRandom } from "./wasm-harness.js";
@@ -8,6 +9,8 @@ import { type KernelModule, loadKernelModule, seededRandom } from "./wasm-harnes
 interface BandwidthExports {
   readBytes(pointer: number, bytes: number): number;
   readBytesRef(pointer: number, bytes: number): number;
+  readChunks(list: number, count: number, bytes: number): number;
+  readChunksRef(list: number, count: number, bytes: number): number;
 }
 
 /** Lengths below, at and above each loop step (4, 16, 64 bytes), and larger odd sizes. */
@@ -91,5 +94,45 @@ describe("readBytes", () => {
 
     expect(kernels.readBytes(pointer, -1)).toBe(0);
     expect(kernels.readBytesRef(pointer, -1)).toBe(0);
+  });
+});
+
+describe("readChunks", () => {
+  let m: KernelModule;
+  let kernels: BandwidthExports;
+
+  beforeAll(async () => {
+    m = await loadKernelModule("exact");
+    kernels = m.exports as unknown as BandwidthExports;
+  });
+
+  beforeEach(() => {
+    m.reset();
+  });
+
+  /** Places random bytes and a list of `count` chunk addresses into them, some unaligned, some repeated. */
+  function placeChunks(count: number, bytes: number, seed: number): { list: number; expected: number } {
+    const random = seededRandom(seed);
+    const region = 64 * count + bytes + 64;
+    const base = m.alloc(region);
+    const data = new Uint8Array(m.exports.memory.buffer, base, region);
+    for (let i = 0; i < region; i++) data[i] = Math.floor(random() * 256);
+    const list = m.alloc(4 * Math.max(count, 1));
+    const addresses = new Uint32Array(m.exports.memory.buffer, list, count);
+    let expected = 0;
+    for (let k = 0; k < count; k++) {
+      const offset = Math.floor(random() * (region - bytes));
+      addresses[k] = base + offset;
+      expected = (expected + checksumModel(data.subarray(offset, offset + bytes))) | 0;
+    }
+    return { list, expected };
+  }
+
+  const cases = [0, 1, 7].flatMap((count) => [0, 1, 15, 64, 100, 864, 2496].map((bytes) => [count, bytes] as const));
+  test.each(cases)("%i chunks of %i bytes", (count, bytes) => {
+    const { list, expected } = placeChunks(count, bytes, count * 977 + bytes);
+
+    expect(kernels.readChunksRef(list, count, bytes)).toBe(expected);
+    expect(kernels.readChunks(list, count, bytes)).toBe(expected);
   });
 });

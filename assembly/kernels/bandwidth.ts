@@ -59,3 +59,22 @@ export function readBytes(pointer: usize, bytes: i32): i32 {
   }
   return <i32>sum;
 }
+
+// readChunks reads only some chunks of a region, as a sparse FFN reads only the rows of its kept
+// neurons: chunk k is `bytes` bytes at the address stored as u32 at list + 4k. bench/scattered.mjs
+// times it against readBytes over the whole region; no kernel that reads those chunks can take
+// less time than this loop does, since it does nothing with the bytes but add them.
+
+/** Returns the wrapping sum of readBytesRef over the chunks. Scalar reference for readChunks. */
+export function readChunksRef(list: usize, count: i32, bytes: i32): i32 {
+  let sum: i32 = 0;
+  for (let k = 0; k < count; k++) sum += readBytesRef(<usize>load<u32>(list + (<usize>k << 2)), bytes);
+  return sum;
+}
+
+/** Returns the same sum as readChunksRef, reading each chunk with readBytes. */
+export function readChunks(list: usize, count: i32, bytes: i32): i32 {
+  let sum: i32 = 0;
+  for (let k = 0; k < count; k++) sum += readBytes(<usize>load<u32>(list + (<usize>k << 2)), bytes);
+  return sum;
+}
