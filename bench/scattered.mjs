@@ -2,10 +2,10 @@
 // layer's weights, against reading all of them.
 //
 // The region is twelve layers of stories110M-shaped int8 bundles (2048 neurons × 2496 bytes each,
-// 61 MB, more than the last-level cache). Each round picks every neuron with probability p (a
-// fixed seed per set, three sets in turn) and reads the chosen neurons' chunks in increasing
-// address order, as the runtime does, with readChunks (assembly/kernels/bandwidth.ts): v128 loads
-// and an add, nothing else. The chunks are the three that the sparse FFN reads per neuron:
+// 61 MB, more than the last-level cache). Each round picks every neuron with probability p, from
+// one of three fixed sets in turn. It reads the chosen neurons' chunks in increasing address
+// order, as the runtime does, with readChunks (assembly/kernels/bandwidth.ts), which only loads
+// and adds. The chunks are the three that the sparse FFN reads per neuron:
 //
 //   bundle    2496 bytes   gate row, up row and down column of a kept neuron (scattered mode)
 //   gate      864 bytes    the gate row and its scales of a candidate
@@ -33,7 +33,7 @@ const CHUNKS = [
 ];
 const FRACTIONS = [0.1, 0.3, 0.5, 0.55, 0.7, 1];
 const SETS = 3;
-/** Read between timed reads, so the chunks come from memory and not from the 32 MB L3 of the last round. */
+/** Bytes read before each timed read, so that the chunks come from memory, not from the L3 (32 MiB here). */
 const EVICT_BYTES = 48 << 20;
 
 function parseRounds(argv) {
@@ -41,7 +41,7 @@ function parseRounds(argv) {
   if (at < 0) return 9;
   const value = Number(argv[at + 1]);
   if (!Number.isInteger(value) || value < 1) {
-    throw new Error(`bench/scattered.mjs: --rounds must be a positive integer, found ${JSON.stringify(argv[at + 1])}`);
+    throw new Error(`bench/scattered.mjs: invalid --rounds ${JSON.stringify(argv[at + 1])}, expected a positive integer`);
   }
   return value;
 }
@@ -65,11 +65,11 @@ const evict = e.alloc(EVICT_BYTES) >>> 0;
 if (region === 0 || list === 0 || evict === 0) {
   throw new Error(`bench/scattered.mjs: the test module could not allocate ${regionBytes + EVICT_BYTES} bytes`);
 }
-// nonzero bytes, so no page stays unmapped
+// written once, so every page is mapped before the timing
 new Uint8Array(e.memory.buffer, region, regionBytes).fill(3);
 new Uint8Array(e.memory.buffer, evict, EVICT_BYTES).fill(5);
 
-/** Neuron indices of set `seed`, each kept with probability p, ascending. */
+/** Returns the ascending neuron indices of set `seed`, each chosen with probability p. */
 function pick(p, seed) {
   const chosen = [];
   let state = seed >>> 0;
@@ -104,7 +104,7 @@ for (const [name, offset, bytes] of CHUNKS) {
       e.readBytes(evict, EVICT_BYTES);
       const start = performance.now();
       e.readChunks(list, chosen.length, bytes);
-      // per chosen neuron, so sets of slightly different sizes compare
+      // time per chosen neuron, because the three sets differ slightly in size
       if (r > 0) times.push((performance.now() - start) / chosen.length);
     }
     const perChunk = median(times);

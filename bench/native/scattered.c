@@ -1,9 +1,8 @@
 /*
- * The read pattern of bench/scattered.mjs in native code, to tell the machine's memory system
- * from the wasm engine. Same region (12 × 2048 bundles of 2496 bytes), same chunks, fractions,
- * neuron sets (the same generator and seeds) and eviction read, same SSE2 read loop (four i32x4
- * sums per 64 bytes). Prints the same table. bench/scattered.mjs builds and runs it when a C
- * compiler is found:
+ * Runs the reads of bench/scattered.mjs in native code, to tell the machine's memory system from
+ * the wasm engine. The region, chunks, fractions, neuron sets and eviction read are the same, and
+ * so is the read loop (SSE2, four i32x4 sums per 64 bytes). It prints the same table, and
+ * bench/scattered.mjs builds and runs it when a C compiler is found:
  *
  *   cc -O2 -o build/scattered-native bench/native/scattered.c && build/scattered-native 9
  */
@@ -27,7 +26,7 @@ static double now_ms(void) {
   return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
-/* Sum of the i32 lanes of every whole 16-byte step, as readBytes without its tail. */
+/* Returns the sum of the i32 lanes of every whole 16-byte step: readBytes without its tail. */
 static uint32_t read_bytes(const uint8_t *p, size_t n) {
   __m128i a = _mm_setzero_si128(), b = a, c = a, d = a;
   size_t i = 0;
@@ -54,7 +53,7 @@ static double median(double *values, int n) {
   return values[n / 2];
 }
 
-/* Neuron indices of a set, each kept with probability p: the generator of bench/scattered.mjs. */
+/* Writes the ascending neuron indices of a set to out, with the generator of bench/scattered.mjs. */
 static size_t pick(size_t *out, size_t count, double p, uint32_t seed) {
   size_t n = 0;
   uint32_t state = seed;
@@ -68,7 +67,7 @@ static size_t pick(size_t *out, size_t count, double p, uint32_t seed) {
 int main(int argc, char **argv) {
   const int rounds = argc > 1 ? atoi(argv[1]) : 9;
   if (rounds < 1) {
-    fprintf(stderr, "scattered-native: rounds must be a positive integer, found %s\n", argv[1]);
+    fprintf(stderr, "scattered-native: invalid round count %s, expected a positive integer\n", argv[1]);
     return 2;
   }
   const size_t count = (size_t)NEURONS * LAYERS;
@@ -80,7 +79,7 @@ int main(int argc, char **argv) {
   double *times = malloc(sizeof(double) * (rounds + 1));
   for (int s = 0; s < SETS; s++) sets[s] = malloc(sizeof(size_t) * count);
   if (!region || !evict || !times || !sets[0] || !sets[1] || !sets[2]) {
-    fprintf(stderr, "scattered-native: could not allocate %zu bytes\n", region_bytes + EVICT_BYTES);
+    fprintf(stderr, "scattered-native: allocating %zu bytes failed\n", region_bytes + EVICT_BYTES);
     return 1;
   }
   memset(region, 3, region_bytes);
