@@ -47,4 +47,5 @@ export {
 } from "./kernels/sparse_q8";
 export { cutoffBounds, selectCandidates, selectCandidatesRef } from "./kernels/candidates";
 export { readBytes, readBytesRef, readChunks, readChunksRef } from "./kernels/bandwidth";
+export { dotPeak, dotPeakRef } from "./kernels/peak";
 export { attentionScores, attentionScoresRef, attentionValues, attentionValuesRef } from "./kernels/attention";

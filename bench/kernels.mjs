@@ -203,6 +203,24 @@ function benchFromMemory(e) {
   console.log(`matvecF32 ${rows}x${cols} x${MEMORY_F32_MATRICES} from memory  ${f32Rate.toFixed(1)} GB/s  readBytes ${f32Read.toFixed(1)} GB/s  ${(100 * f32Rate / f32Read).toFixed(0)}% of read`);
 }
 
+// stories110M: 12 layers of four 768 × 768 and three 2048 × 768 matrices
+const STORIES110M_LAYER_MACS = 4 * 768 * 768 + 3 * 2048 * 768;
+const STORIES110M_LAYERS = 12;
+const PEAK_STEPS = 1e7;
+
+/**
+ * Times dotPeak (assembly/kernels/peak.ts): the rate of the exact int8 dot step with nothing else
+ * to do, an upper bound on every exact int8 kernel. At that rate, and with nothing but the
+ * layers' matrices to compute, prefill of stories110M could run no faster than the printed bound.
+ */
+function benchPeak(e) {
+  const ms = timeMedianMs(() => e.dotPeak(PEAK_STEPS));
+  // 12 chains, 8 multiply-adds per i32x4.dot_i16x8_s, 2 operations per multiply-add
+  const gops = (PEAK_STEPS * 12 * 8 * 2) / ms / 1e6;
+  const tokensPerSecond = (gops * 1e9) / (2 * STORIES110M_LAYER_MACS * STORIES110M_LAYERS);
+  console.log(`dotPeak   i32x4.dot_i16x8_s + i32x4.add, 12 chains  ${gops.toFixed(1)} GOPS  (stories110M prefill at most ${tokensPerSecond.toFixed(0)} tokens/s)`);
+}
+
 async function loadModule(variant) {
   const bytes = await readFile(modulePaths[variant]).catch(() => undefined);
   if (!bytes) {
@@ -240,6 +258,7 @@ if (!process.argv.includes("--relaxed-only")) {
   console.log(`kernel throughput, median of ${RUNS} runs, one thread, Node ${process.versions.node}`);
   const exact = await loadModule("exact");
   if (exact) {
+    benchPeak(exact);
     benchModule("exact", exact);
     benchMatmat("exact", exact);
     benchFromMemory(exact);

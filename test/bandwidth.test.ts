@@ -1,6 +1,7 @@
 // readBytes (the memory-read kernel of bench/kernel-hosts.mjs) against readBytesRef and a JavaScript
 // model of its checksum, on lengths around the 16- and 64-byte steps and at unaligned addresses;
-// readChunks (bench/scattered.mjs) against readChunksRef and the same model.
+// readChunks (bench/scattered.mjs) against readChunksRef and the same model; dotPeak
+// (bench/kernels.mjs) against dotPeakRef.
 
 import { beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { type KernelModule, loadKernelModule, seededRandom } from "./wasm-harness.js";
@@ -11,6 +12,8 @@ interface BandwidthExports {
   readBytesRef(pointer: number, bytes: number): number;
   readChunks(list: number, count: number, bytes: number): number;
   readChunksRef(list: number, count: number, bytes: number): number;
+  dotPeak(steps: number): number;
+  dotPeakRef(steps: number): number;
 }
 
 /** Lengths below, at and above each loop step (4, 16, 64 bytes), and larger odd sizes. */
@@ -134,5 +137,19 @@ describe("readChunks", () => {
 
     expect(kernels.readChunksRef(list, count, bytes)).toBe(expected);
     expect(kernels.readChunks(list, count, bytes)).toBe(expected);
+  });
+});
+
+describe("dotPeak", () => {
+  test.each([0, 1, 2, 17, 1000])("%i steps", async (steps) => {
+    const kernels = (await loadKernelModule("exact")).exports as unknown as BandwidthExports;
+
+    expect(kernels.dotPeak(steps)).toBe(kernels.dotPeakRef(steps));
+  });
+
+  test("steps change the sum", async () => {
+    const kernels = (await loadKernelModule("exact")).exports as unknown as BandwidthExports;
+
+    expect(kernels.dotPeakRef(1000)).not.toBe(kernels.dotPeakRef(999));
   });
 });
