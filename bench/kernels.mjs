@@ -203,6 +203,42 @@ function benchFromMemory(e) {
   console.log(`matvecF32 ${rows}x${cols} x${MEMORY_F32_MATRICES} from memory  ${f32Rate.toFixed(1)} GB/s  readBytes ${f32Read.toFixed(1)} GB/s  ${(100 * f32Rate / f32Read).toFixed(0)}% of read`);
 }
 
+// int8 sets of about 64 MB with rows of 768 to 8192 columns: rows, cols, matrices
+const ROW_LENGTH_SETS = [
+  [2048, 768, 40],
+  [4096, 1024, 16],
+  [2048, 2048, 16],
+  [4096, 4096, 4],
+  [1024, 8192, 8],
+];
+
+/**
+ * Times matvecQ8 from memory on sets whose rows grow longer, beside readBytes over the same
+ * bytes. In cache the row length does not change the kernel's GOPS; from memory it does.
+ */
+function benchRowLengths(e) {
+  for (const [rows, cols, count] of ROW_LENGTH_SETS) {
+    e.allocReset();
+    const set = [];
+    for (let i = 0; i < count; i++) set.push(placeQ8Matrix(e, rows, cols));
+    const { xq, xs, out } = placeVectors(e, rows, cols);
+    const bytes = count * (rows * cols + (rows * cols / 32) * 4);
+    const matvec = [];
+    const read = [];
+    for (let run = 0; run < WARMUP_RUNS + MEMORY_RUNS; run++) {
+      let start = performance.now();
+      for (const { wq, ws } of set) e.matvecQ8(out, wq, ws, xq, xs, rows, cols);
+      if (run >= WARMUP_RUNS) matvec.push(performance.now() - start);
+      start = performance.now();
+      e.readBytes(set[0].wq, bytes);
+      if (run >= WARMUP_RUNS) read.push(performance.now() - start);
+    }
+    const rate = bytes / median(matvec) / 1e6;
+    const readRate = bytes / median(read) / 1e6;
+    console.log(`matvecQ8  ${rows}x${cols} x${count} from memory  ${rate.toFixed(1)} GB/s  readBytes ${readRate.toFixed(1)} GB/s  ${(100 * rate / readRate).toFixed(0)}% of read`);
+  }
+}
+
 // stories110M: 12 layers of four 768 × 768 and three 2048 × 768 matrices
 const STORIES110M_LAYER_MACS = 4 * 768 * 768 + 3 * 2048 * 768;
 const STORIES110M_LAYERS = 12;
@@ -262,6 +298,7 @@ if (!process.argv.includes("--relaxed-only")) {
     benchModule("exact", exact);
     benchMatmat("exact", exact);
     benchFromMemory(exact);
+    benchRowLengths(exact);
   }
 }
 await benchRelaxed();
