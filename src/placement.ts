@@ -84,6 +84,18 @@ export function weightBytes(config: LlamaConfig, precision: Precision, tied: boo
   return n_layers * perLayer + embedding * (tied ? 1 : 2) + align64(dim * 4) + align64((dim / n_heads) * 2);
 }
 
+/**
+ * Returns the index of the first NaN or infinity in values, or -1. x - x is 0 for every finite
+ * x and NaN otherwise, so one subtraction covers both.
+ */
+export function firstNonFinite(values: Float32Array): number {
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i];
+    if (value - value !== 0) return i;
+  }
+  return -1;
+}
+
 /** Replaces -128 by -127 in place. */
 function clampMinimumQuant(quants: Int8Array): void {
   for (let i = 0; i < quants.length; i++) if (quants[i] === -128) quants[i] = -127;
@@ -109,6 +121,21 @@ export function placeWeights(
     return tensor;
   };
 
+  // A NaN or infinite weight makes every later activation NaN, so the model would print garbage
+  // with no error. Each tensor is checked as it is placed: its f32 values, or for Q8_0 its block
+  // scales (the quants are integers). `kind` names the checked numbers in the message.
+  const requireFinite = (values: Float32Array, name: string, kind: string): Float32Array => {
+    const index = firstNonFinite(values);
+    if (index < 0) return values;
+    let count = 0;
+    for (let i = index; i < values.length; i++) if (values[i] - values[i] !== 0) count++;
+    const found = `${count} non-finite ${kind}${count === 1 ? "" : "s"}`;
+    throw new FormatError(
+      `loadModel: ${source}: tensor ${name} has ${found} (the first, at index ${index}, is ${values[index]}), expected finite numbers (the file may be damaged)`,
+      { source, field: name, actual: found, expected: "finite numbers" },
+    );
+  };
+
   const allocOrThrow = (bytes: number, name: string): number => {
     const pointer = wasm.alloc(bytes) >>> 0;
     if (pointer === 0) {
@@ -120,7 +147,7 @@ export function placeWeights(
   };
 
   const placeVector = (slot: Slot, layer: number, name: string): void => {
-    const values = tensorToF32(need(name));
+    const values = requireFinite(tensorToF32(need(name)), name, "value");
     const pointer = allocOrThrow(values.byteLength, name);
     new Float32Array(wasm.memory.buffer, pointer, values.length).set(values);
     wasm.setWeight(slot, layer, pointer, 0);
@@ -132,7 +159,7 @@ export function placeWeights(
     const cols = tensor.dims[0];
     const rows = tensor.dims[1] ?? 1;
     if (precision === "f32") {
-      const values = tensorToF32(tensor);
+      const values = requireFinite(tensorToF32(tensor), name, "value");
       const pointer = allocOrThrow(values.byteLength, name);
       new Float32Array(wasm.memory.buffer, pointer, values.length).set(values);
       wasm.setWeight(slot, layer, pointer, 0);
@@ -147,14 +174,15 @@ export function placeWeights(
       const quantPointer = allocOrThrow(groupRows * cols, name);
       const scalePointer = allocOrThrow(groupRows * (cols / 32) * 4, `${name} scales`);
       // the arena hands out zeroed memory, so the padding rows stay zero
-      decodeQ8_0Interleaved(tensor.data, cols, rows, new Int8Array(wasm.memory.buffer, quantPointer, groupRows * cols),
-        new Float32Array(wasm.memory.buffer, scalePointer, groupRows * (cols / 32)));
+      const scales = new Float32Array(wasm.memory.buffer, scalePointer, groupRows * (cols / 32));
+      decodeQ8_0Interleaved(tensor.data, cols, rows, new Int8Array(wasm.memory.buffer, quantPointer, groupRows * cols), scales);
+      requireFinite(scales, name, "block scale");
       wasm.setWeight(slot, layer, quantPointer, scalePointer);
       onProgress?.({ phase: "place", loaded: ++placed, total });
       return [quantPointer, scalePointer];
     }
     // anything else is quantized with the same rule
-    const blocks = quantizeQ8_0(tensorToF32(tensor), cols, rows);
+    const blocks = quantizeQ8_0(requireFinite(tensorToF32(tensor), name, "value"), cols, rows);
     const runtime = interleaveQ8Rows(blocks.quants, blocks.scales, rows, pad32(cols));
     const quantPointer = allocOrThrow(runtime.quants.byteLength, name);
     new Int8Array(wasm.memory.buffer, quantPointer, runtime.quants.length).set(runtime.quants);
@@ -181,8 +209,13 @@ export function placeWeights(
     const cols = tensor.dims[0];
     const rows = tensor.dims[1] ?? 1;
     const fromFile = tensor.type === GGMLType.Q8_0 && cols % 32 === 0;
-    const blocks = fromFile ? decodeQ8_0Blocks(tensor.data, cols, rows) : quantizeQ8_0(tensorToF32(tensor), cols, rows);
-    if (fromFile) clampMinimumQuant(blocks.quants);
+    const blocks = fromFile
+      ? decodeQ8_0Blocks(tensor.data, cols, rows)
+      : quantizeQ8_0(requireFinite(tensorToF32(tensor), name, "value"), cols, rows);
+    if (fromFile) {
+      requireFinite(blocks.scales, name, "block scale");
+      clampMinimumQuant(blocks.quants);
+    }
     return { quants: blocks.quants, scales: blocks.scales, rows, cols: pad32(cols) };
   };
 
@@ -229,6 +262,8 @@ export function placeWeights(
   const placeSparsity = (l: number, data: RuntimeSparsity): void => {
     const rank = data.rank;
     const dimPad = pad32(config.dim);
+    requireFinite(data.predictorDown[l], `blk.${l}.ffn_pred_down.weight`, "value");
+    requireFinite(data.predictorUp[l], `blk.${l}.ffn_pred_up.weight`, "value");
     const down = quantizeQ8_0(data.predictorDown[l], config.dim, rank);
     const runtime = interleaveQ8Rows(down.quants, down.scales, rank, dimPad);
     const quantPointer = allocOrThrow(runtime.quants.byteLength, `blk.${l}.ffn_pred_down`);
