@@ -91,6 +91,22 @@ describe("examples/web", () => {
     expect(await page.getAttribute("#progress", "value")).toBe("1");
   });
 
+  test("load error keeps the button disabled", async () => {
+    const page = await browser!.context.newPage();
+    await page.goto(`${origin}/?model=models/missing.gguf`);
+    const handle = await page.waitForFunction(() => {
+      const example = (window as unknown as { dormantExample?: ExampleState }).dormantExample;
+      return example && example.state === "error" ? example : undefined;
+    }, undefined, { timeout: 20_000 });
+    const example = (await handle.jsonValue()) as ExampleState;
+    const disabled = await page.isDisabled("#write");
+    await page.close();
+
+    expect(example.error).toContain("missing.gguf");
+    expect(example.error).toContain("404");
+    expect(disabled).toBe(true);
+  });
+
   test("requests stay on 127.0.0.1", () => {
     const paths = requests.map((url) => new URL(url).pathname);
     expect(requests.length).toBeGreaterThan(0);

@@ -42,11 +42,14 @@ function showProgress(progress) {
   }
 }
 
+/** The loaded model; null until loading succeeds, so a failed load leaves nothing to write with. */
+let loadedModel = null;
+
 function fail(error) {
   example.state = "error";
   example.error = `${error?.name ?? "Error"}: ${error?.message ?? String(error)}`;
   elements.status.textContent = example.error;
-  elements.write.disabled = false;
+  elements.write.disabled = loadedModel === null;
 }
 
 /** Streams one story, updating the tokens/s line at most once per frame. */
@@ -91,6 +94,7 @@ async function start() {
   elements.status.textContent = `Loaded ${model.source.split("/").pop()}: ${model.config.n_layers} layers, dim ${model.config.dim}, ` +
     `vocabulary of ${model.config.vocab_size} tokens`;
   example.state = "ready";
+  loadedModel = model;
   elements.form.addEventListener("submit", (event) => {
     event.preventDefault();
     writeStory(model).catch(fail);
