@@ -1,11 +1,13 @@
 // Weights that are NaN or infinite are rejected at load with the tensor's name, in every
-// placement path: f32, quantized at load, Q8_0 from the file, and FFN bundles.
+// placement path: f32, quantized at load, Q8_0 from the file, and FFN bundles. Finite weights so
+// large that the activations overflow give non-finite logits, which eval rejects.
 
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { convertToGGUF } from "../src/convert.js";
-import { FormatError } from "../src/errors.js";
+import { DormantError, FormatError } from "../src/errors.js";
+import { evaluate } from "../src/eval/perplexity.js";
 import { readModelFile } from "../src/formats/index.js";
 import { loadModel, type LoadOptions } from "../src/model.js";
 import { firstNonFinite } from "../src/placement.js";
@@ -99,6 +101,19 @@ describe("non-finite weights", () => {
   it("unchanged file loads", async () => {
     const model = await loadModel(original.slice());
     expect(model.config.n_layers).toBeGreaterThan(0);
+    model.dispose();
+  });
+});
+
+describe("non-finite logits", () => {
+  it("eval rejects overflowing activations", async () => {
+    const { file, tensor } = copyWithTensor(new Uint8Array(readFileSync(GGUF)), "blk.0.ffn_norm.weight");
+    new Float32Array(tensor.buffer, tensor.byteOffset, tensor.byteLength / 4).fill(3e38);
+    const model = await loadModel(file, { precision: "f32" });
+
+    const run = evaluate(model, "Once upon a time, there was a little girl.");
+    await expect(run).rejects.toThrow(DormantError);
+    await expect(run).rejects.toThrow(/logits at scored position 0 are not finite \(their log-sum-exp is NaN\), expected finite logits/);
     model.dispose();
   });
 });

@@ -3,7 +3,7 @@
  * second model is given, how often both models put the same token on top.
  */
 
-import { FormatError } from "../errors.js";
+import { DormantError, FormatError } from "../errors.js";
 import type { Model } from "../model.js";
 
 export interface EvaluateOptions {
@@ -62,6 +62,18 @@ function klDivergence(p: Float32Array, pLse: number, q: Float32Array, qLse: numb
   return Math.max(0, sum);
 }
 
+/**
+ * Throws when a log-sum-exp is NaN or infinite: the logits then hold NaN or infinity, and every
+ * metric computed from them would be NaN, or a false agreement of two NaN argmaxes.
+ */
+function requireFiniteLogits(lse: number, model: Model, position: number): void {
+  if (Number.isFinite(lse)) return;
+  throw new DormantError(
+    `eval: ${model.source}: logits at scored position ${position} are not finite (their log-sum-exp is ${lse}), expected finite logits (activations overflowed in the model)`,
+    { source: model.source, field: "logits", actual: String(lse), expected: "finite" },
+  );
+}
+
 /** Index of the largest logit; the lowest index wins ties. */
 export function argmax(logits: Float32Array): number {
   let best = 0;
@@ -108,10 +120,12 @@ export async function evaluate(model: Model, text: string, options: EvaluateOpti
       if (scored >= total) break outer;
       const logits = model.step(ids[pos], pos);
       const lse = logSumExp(logits);
+      requireFiniteLogits(lse, model, scored);
       nll += lse - logits[ids[pos + 1]];
       if (options.reference) {
         const referenceLogits = options.reference.step(ids[pos], pos);
         const referenceLse = logSumExp(referenceLogits);
+        requireFiniteLogits(referenceLse, options.reference, scored);
         referenceNll += referenceLse - referenceLogits[ids[pos + 1]];
         kl += klDivergence(referenceLogits, referenceLse, logits, lse);
         if (argmax(logits) === argmax(referenceLogits)) agree++;
