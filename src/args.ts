@@ -13,6 +13,10 @@ export interface OptionSpec {
   help: string;
   /** Allowed values of a string option. */
   choices?: readonly string[];
+  /** Smallest allowed value of a number or integer option. */
+  min?: number;
+  /** Largest allowed value of a number or integer option. */
+  max?: number;
 }
 
 export type OptionSpecs = Record<string, OptionSpec>;
@@ -24,6 +28,21 @@ export interface ParsedArgs {
 
 function usageError(command: string, message: string, field: string, actual: string, expected: string): never {
   throw new OptionError(`dormant ${command}: ${message}`, { source: `option ${field}`, field, actual, expected });
+}
+
+/**
+ * Formats the allowed range of a number option for messages, such as "an integer ≥ 1". An
+ * integer beyond 2^53 loses digits as a JavaScript number, so `unsafe` adds that limit.
+ */
+function describeRange(spec: OptionSpec, unsafe = false): string {
+  const noun = spec.kind === "integer" ? "an integer" : "a number";
+  let maxText: string | undefined;
+  if (spec.max !== undefined) maxText = `${spec.max}]`;
+  else if (unsafe) maxText = "2^53)";
+  const minText = spec.min !== undefined ? `[${spec.min}` : "(-2^53";
+  if (maxText !== undefined) return `${noun} in ${minText}, ${maxText}`;
+  if (spec.min !== undefined) return `${noun} ≥ ${spec.min}`;
+  return noun;
 }
 
 function convert(command: string, name: string, spec: OptionSpec, raw: string): string | number {
@@ -40,7 +59,42 @@ function convert(command: string, name: string, spec: OptionSpec, raw: string): 
   if (spec.kind === "integer" && !Number.isInteger(value)) {
     usageError(command, `option --${name} is "${raw}", expected an integer`, name, raw, "an integer");
   }
+  const outOfRange = (spec.min !== undefined && value < spec.min) || (spec.max !== undefined && value > spec.max) ||
+    (spec.kind === "integer" && !Number.isSafeInteger(value));
+  if (outOfRange) {
+    // The message echoes the text as typed: Number() would round 99999999999999999999 up to 1e20.
+    const expected = describeRange(spec, spec.kind === "integer" && !Number.isSafeInteger(value));
+    usageError(command, `option --${name} is ${raw.trim()}, expected ${expected}`, name, raw, expected);
+  }
   return value;
+}
+
+/** Returns the option of `specs` closest to a mistyped `word`, such as --model for -m or --modle. */
+function closestOption(word: string, specs: OptionSpecs): string | undefined {
+  const typed = word.replace(/^-+/, "").split("=")[0];
+  if (typed === "") return undefined;
+  const names = Object.keys(specs);
+  const prefixed = names.find((name) => name.startsWith(typed));
+  if (prefixed !== undefined) return `--${prefixed}`;
+  let best: { name: string; distance: number } | undefined;
+  for (const name of names) {
+    const distance = editDistance(typed, name);
+    if (distance <= 2 && (best === undefined || distance < best.distance)) best = { name, distance };
+  }
+  return best && `--${best.name}`;
+}
+
+/** Counts the insertions, deletions and substitutions that turn `a` into `b` (Levenshtein distance). */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length];
 }
 
 /** Parses `argv` (the words after the command name) against `specs`. */
@@ -54,8 +108,14 @@ export function parseArgs(command: string, argv: string[], specs: OptionSpecs): 
       break;
     }
     if (!word.startsWith("--") || word === "-") {
+      if (word === "-h" && specs.help) {
+        options.help = true;
+        continue;
+      }
       if (word.startsWith("-") && word.length > 1 && !/^-\d/.test(word)) {
-        usageError(command, `option ${word} is not known, expected --name (run dormant ${command} --help)`, word, word, "--name");
+        const closest = closestOption(word, specs);
+        const expected = closest ? `a long option such as ${closest}` : "a long option such as --help";
+        usageError(command, `option ${word} is not known, expected ${expected} (run dormant ${command} --help for the list)`, word, word, expected);
       }
       positionals.push(word);
       continue;
@@ -66,7 +126,9 @@ export function parseArgs(command: string, argv: string[], specs: OptionSpecs): 
     const spec = specs[name];
     if (!spec) {
       const known = Object.keys(specs).map((key) => `--${key}`).join(", ");
-      usageError(command, `option --${name} is not known, expected one of ${known}`, name, `--${name}`, known);
+      const closest = closestOption(name, specs);
+      const hint = closest ? ` (did you mean ${closest}?)` : "";
+      usageError(command, `option --${name} is not known, expected one of ${known}${hint}`, name, `--${name}`, known);
     }
     if (spec.kind === "boolean") {
       if (equals !== -1) usageError(command, `option --${name} takes no value, found "${word.slice(equals + 1)}"`, name, word, `--${name}`);
@@ -77,7 +139,10 @@ export function parseArgs(command: string, argv: string[], specs: OptionSpecs): 
     if (equals !== -1) {
       raw = word.slice(equals + 1);
     } else {
-      if (i + 1 >= argv.length) usageError(command, `option --${name} is missing its value, expected ${spec.kind === "string" ? "a value" : `a ${spec.kind}`}`, name, "nothing", spec.kind);
+      if (i + 1 >= argv.length) {
+        const expected = spec.kind === "string" ? "a value" : describeRange(spec);
+        usageError(command, `option --${name} is missing its value, expected ${expected}`, name, "nothing", expected);
+      }
       raw = argv[++i];
     }
     options[name] = convert(command, name, spec, raw);

@@ -53,7 +53,7 @@ function withFlagNames(message: string): string {
 }
 
 /** Words a command takes after its options, for its usage line. */
-const POSITIONAL_USAGE: Record<string, string> = { generate: " [prompt]", tokenize: " [text]", pull: " NAME" };
+const POSITIONAL_USAGE: Record<string, string> = { generate: " [prompt]", tokenize: " TEXT", pull: " NAME" };
 
 /** Version from the package.json beside dist/, where the bundled CLI lives. */
 async function packageVersion(): Promise<string> {
@@ -64,9 +64,14 @@ async function packageVersion(): Promise<string> {
 /** Runs the CLI with `argv` (without node and the script path) and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === "--help" || name === "-h" || name === "help") {
+  // Help that was asked for goes to stdout; without a command it is a usage error, on stderr.
+  if (!name) {
+    stderr.write(mainHelp());
+    return 2;
+  }
+  if (name === "--help" || name === "-h" || name === "help") {
     stdout.write(mainHelp());
-    return name ? 0 : 2;
+    return 0;
   }
   if (name === "--version" || name === "-v") {
     stdout.write(`dormant ${await packageVersion()}\n`);

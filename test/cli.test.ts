@@ -247,7 +247,7 @@ describe("convert of other files", () => {
     const copy = join(directory, "same.gguf");
     writeFileSync(copy, readFileSync(GGUF));
     expectFailure(await dormant(["convert", "--model", copy, "--out", copy]), 2,
-      `dormant convert: option --out is ${copy}, the input file itself, expected a new path (the command would replace its own input)`);
+      `dormant convert: option --out is "${copy}", which is the input file ${copy}; expected a path other than the input (the command would replace its own input)`);
     expect(readFileSync(copy).equals(readFileSync(GGUF))).toBe(true);
   });
 
@@ -316,7 +316,7 @@ describe("bad input", () => {
 
   it("unknown model name", async () => {
     expectFailure(await dormant(["generate", "--model", "storiez", "hi"]), 1,
-      "loadModel: model \"storiez\" is not in the catalog (models/catalog.json), expected one of: stories260K, or a path to a .gguf or .bin file");
+      "dormant generate: option --model is \"storiez\", not a model in the catalog (models/catalog.json); expected one of: stories260K, or a path to a .gguf or .bin file");
   });
 
   it("unknown command and option", async () => {

@@ -318,7 +318,7 @@ describe("dormant eval gate errors", () => {
     const bad = join(directory, "bad.jsonl");
     writeFileSync(bad, '{"prompt": "Once upon a time"}\n{"prompt": "Tom"}\n{prompt: "The cat"}\n');
     const run = await dormant(["eval", "--model", GGUF, "--text", evaluationPath, "--prompts", bad]);
-    expectError(run, 1, `eval: ${bad}: line 3 is not JSON ("{prompt: \\"The cat\\"}"), expected one JSON object per line such as {"prompt": "Once upon a time"}`);
+    expectError(run, 2, `eval: ${bad}: line 3 is not JSON ("{prompt: \\"The cat\\"}"), expected one JSON object per line such as {"prompt": "Once upon a time"}`);
   });
 
   it("unknown metric in bounds", async () => {

@@ -5,7 +5,7 @@ import type { OptionSpecs, ParsedArgs } from "../args.js";
 import { MAX_THREADS, createModel, loadModel, type Precision } from "../model.js";
 import { benchModelFile, formatBenchTable, runBench } from "../bench.js";
 import { writeFileAtomic } from "../io.js";
-import { checkOutputFolder, commaList, modelOptions, stderr, stdout, writeJson } from "./common.js";
+import { checkOutputPath, commaList, modelOptions, stderr, stdout, writeJson } from "./common.js";
 
 export const benchOptions: OptionSpecs = {
   models: { kind: "string", help: "comma-separated models: stories260K, stories15M, stories110M, llama-1b (default stories260K,stories15M,stories110M)" },
@@ -55,7 +55,7 @@ export async function runBenchCommand(args: ParsedArgs): Promise<void> {
     });
   }
   const out = options.out as string | undefined;
-  if (out !== undefined) await checkOutputFolder("bench", "out", out);
+  if (out !== undefined) await checkOutputPath("bench", { option: "out", path: out });
   const rows = await runBench({
     models: commaList("bench", "models", options.models as string | undefined, ["stories260K", "stories15M", "stories110M"]),
     precisions: precisions as Precision[],

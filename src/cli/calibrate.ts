@@ -2,11 +2,12 @@
 
 import type { OptionSpecs, ParsedArgs } from "../args.js";
 import { readFileBytes, writeFileAtomic } from "../io.js";
-import { createModel } from "../model.js";
 import { calibrate } from "../sparsity/calibrate.js";
 import { writeSparsityGGUF } from "../sparsity/format.js";
 import { createProgressBar } from "../progress.js";
-import { loadOptions, modelOptions, readModelArgument, rejectOverwrite, requireOption, stderr, writeJson } from "./common.js";
+import {
+  checkOutputPath, createModelArgument, modelOptions, readModelArgument, requireOption, resolvedLoadOptions, resolveModelArgument, stderr, writeJson,
+} from "./common.js";
 
 /** Model options without --mode: calibration always runs the dense model. */
 const { mode: _calibrateIgnoresMode, ...denseModelOptions } = modelOptions;
@@ -17,7 +18,7 @@ export const calibrateOptions: OptionSpecs = {
   sparsity: { kind: "number", help: "target fraction S of dormant neurons per layer, in [0, 0.99]" },
   rank: { kind: "integer", help: "predictor rank (default: about 8% of the dense FFN cost)" },
   recall: { kind: "number", help: "activation-mass recall the candidate cutoff must reach, in (0, 1] (default 0.99)" },
-  "max-tokens": { kind: "integer", help: "run at most this many calibration tokens" },
+  "max-tokens": { kind: "integer", min: 1, help: "run at most this many calibration tokens" },
   type: { kind: "string", choices: ["f32", "q8_0"], help: "tensor type of the written file (default: as the source)" },
   out: { kind: "string", help: "output .gguf path" },
 };
@@ -28,10 +29,13 @@ export async function runCalibrate(args: ParsedArgs): Promise<void> {
   const out = requireOption("calibrate", options.out as string | undefined, "out", "the path of the .gguf file to write");
   const sparsity = options.sparsity as number | undefined;
   if (sparsity === undefined) requireOption("calibrate", undefined, "sparsity", "a number in [0, 0.99]");
+  const resolved = await resolveModelArgument("calibrate", args);
+  await checkOutputPath("calibrate", {
+    option: "out", path: out, inputs: [resolved.modelPath, (options.tokenizer as string | undefined) ?? resolved.tokenizerPath, textPath],
+  });
   const text = new TextDecoder("utf-8", { fatal: false }).decode(await readFileBytes(textPath));
-  const file = await readModelArgument(args);
-  rejectOverwrite("calibrate", out, file.source);
-  const model = await createModel(file, { ...loadOptions(args), sparsity: null });
+  const file = await readModelArgument(args, resolved);
+  const model = await createModelArgument("calibrate", file, { ...resolvedLoadOptions(args, resolved), sparsity: null });
 
   const bars = new Map<string, ReturnType<typeof createProgressBar>>();
   const data = await calibrate(model, file, text, {

@@ -2,9 +2,10 @@
 
 import { OptionError } from "../errors.js";
 import type { OptionSpecs, ParsedArgs } from "../args.js";
-import { loadModel, type SparsityMode } from "../model.js";
+import type { SparsityMode } from "../model.js";
+import { validateSamplerOptions } from "../sampler.js";
 import { chatPrompt, type ChatMessage, type ChatOptions, type ChatSummary } from "../chat.js";
-import { loadOptions, modelName, modelOptions, samplingOptions, stderr, stdout, writeJson } from "./common.js";
+import { loadModelArgument, modelOptions, resolveModelArgument, samplingOptions, setModeOption, stderr, stdout, writeJson } from "./common.js";
 import { generateOptions, summaryLine } from "./generate.js";
 
 export const chatOptions: OptionSpecs = {
@@ -32,8 +33,10 @@ export async function runChat(args: ParsedArgs): Promise<void> {
       source: "arguments", field: "message", actual: `${positionals.length} words`, expected: "none",
     });
   }
-  const model = await loadModel(modelName(args), loadOptions(args));
-  if (options.mode) model.setMode(options.mode as SparsityMode);
+  // Options are checked before the model loads, so an error is the only line printed.
+  validateSamplerOptions(samplingOptions(args), "chat");
+  const model = await loadModelArgument("chat", args, await resolveModelArgument("chat", args));
+  if (options.mode) setModeOption("chat", model, options.mode as SparsityMode);
   if (model.chatFormat.template === null) stderr.write("no chat template in the file; using dormant's fallback format\n");
   const messages: ChatMessage[] = [];
   if (options.system !== undefined) messages.push({ role: "system", content: options.system as string });

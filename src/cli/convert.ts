@@ -4,7 +4,7 @@ import { OptionError } from "../errors.js";
 import type { OptionSpecs, ParsedArgs } from "../args.js";
 import { convertToGGUF } from "../convert.js";
 import { writeFileAtomic } from "../io.js";
-import { modelOptions, readModelArgument, rejectOverwrite, stderr, writeJson } from "./common.js";
+import { checkOutputPath, modelOptions, readModelArgument, resolveModelArgument, stderr, writeJson } from "./common.js";
 
 export const convertOptions: OptionSpecs = {
   model: { kind: "string", help: "llama2.c .bin checkpoint or GGUF file to convert" },
@@ -26,8 +26,11 @@ export async function runConvert(args: ParsedArgs): Promise<void> {
     });
   }
   const type = (options.type as "f32" | "q8_0" | undefined) ?? "f32";
-  const file = await readModelArgument(args);
-  rejectOverwrite("convert", out, file.source);
+  const resolved = await resolveModelArgument("convert", args);
+  await checkOutputPath("convert", {
+    option: "out", path: out, inputs: [resolved.modelPath, (options.tokenizer as string | undefined) ?? resolved.tokenizerPath],
+  });
+  const file = await readModelArgument(args, resolved);
   const bytes = convertToGGUF(file, { type });
   await writeFileAtomic(out, bytes);
   if (options.json) {

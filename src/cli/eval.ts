@@ -1,20 +1,24 @@
 /** The `dormant eval` command: perplexity on a text file, optionally against a reference run. Gate runs are handled in ./gate.ts. */
 
 import type { OptionSpecs, ParsedArgs } from "../args.js";
+import type { ResolvedModel } from "../catalog.js";
 import { evaluate } from "../eval/perplexity.js";
 import { readFileBytes } from "../io.js";
-import { createModel, loadModel, type Model, type Precision, type SparsityMode } from "../model.js";
+import { createModel, type Model, type Precision, type SparsityMode } from "../model.js";
 import { collectActivations, measureSparsity, type LayerSparsity } from "../sparsity/calibrate.js";
 import type { SparsityData } from "../sparsity/format.js";
 import { createProgressBar } from "../progress.js";
-import { loadOptions, modeChoices, modelName, modelOptions, readModelArgument, requireOption, stderr, stdout, writeJson } from "./common.js";
-import { gateOptions, isGateRun, runEvalGate } from "./gate.js";
+import {
+  loadModelArgument, modeChoices, modelOptions, readModelArgument, requireOption, resolvedLoadOptions, resolveModelArgument, setModeOption, stderr, stdout,
+  writeJson,
+} from "./common.js";
+import { denseReferences, gateOptions, isGateRun, runEvalGate } from "./gate.js";
 
 export const evalOptions: OptionSpecs = {
   ...modelOptions,
   perplexity: { kind: "boolean", help: "compute perplexity (always computed; kept for clarity in scripts)" },
   text: { kind: "string", help: "UTF-8 text file; documents separated by <|endoftext|> lines" },
-  "max-tokens": { kind: "integer", help: "score at most this many tokens" },
+  "max-tokens": { kind: "integer", min: 1, help: "score at most this many tokens" },
   mode: { kind: "string", choices: modeChoices, help: "FFN mode of a file with sparsity data (default predicted)" },
   against: {
     kind: "string",
@@ -27,18 +31,18 @@ export async function runEval(args: ParsedArgs): Promise<void> {
   if (isGateRun(args)) return runEvalGate(args);
   const { options } = args;
   const textPath = requireOption("eval", options.text as string | undefined, "text", "a path to a UTF-8 text file");
+  const resolved = await resolveModelArgument("eval", args);
   const text = new TextDecoder("utf-8", { fatal: false }).decode(await readFileBytes(textPath));
-  const load = loadOptions(args);
-  const model = await loadModel(modelName(args), load);
-  if (options.mode) model.setMode(options.mode as SparsityMode);
+  const model = await loadModelArgument("eval", args, resolved);
+  if (options.mode) setModeOption("eval", model, options.mode as SparsityMode);
 
   const against = options.against as Precision | SparsityMode | undefined;
   let reference: Model | undefined;
   if (against === "int8" || against === "f32") {
-    reference = await loadModel(modelName(args), { ...load, precision: against, sparsity: null, onProgress: undefined });
+    reference = await loadModelArgument("eval", args, resolved, { precision: against, sparsity: null, onProgress: undefined });
   } else if (against) {
-    reference = await loadModel(modelName(args), { ...load, onProgress: undefined });
-    reference.setMode(against);
+    reference = await loadModelArgument("eval", args, resolved, { onProgress: undefined });
+    setModeOption("eval", reference, against, "against", denseReferences);
   }
 
   const bar = options.quiet || options.json ? undefined : createProgressBar(stderr, "eval", { unit: "tokens" });
@@ -50,7 +54,7 @@ export async function runEval(args: ParsedArgs): Promise<void> {
   bar?.done();
   const layers = model.layerStats();
   const keptFraction = layers.reduce((sum, layer) => sum + layer.keptFraction, 0) / layers.length;
-  const predictor = model.hasPredictor ? await measurePredictor(args, text, textPath) : undefined;
+  const predictor = model.hasPredictor ? await measurePredictor(args, resolved, text, textPath) : undefined;
 
   if (options.json) {
     const json: Record<string, unknown> = { perplexity: result.perplexity, tokens: result.tokens, precision: model.precision };
@@ -94,10 +98,10 @@ export async function runEval(args: ParsedArgs): Promise<void> {
  * Measures the file's predictor against the oracle on `text`: the dense model's exact gate
  * activations decide which neurons are kept, and the predictor's candidates are compared with them.
  */
-async function measurePredictor(args: ParsedArgs, text: string, textPath: string): Promise<LayerSparsity[] | undefined> {
-  const file = await readModelArgument(args);
+async function measurePredictor(args: ParsedArgs, resolved: ResolvedModel, text: string, textPath: string): Promise<LayerSparsity[] | undefined> {
+  const file = await readModelArgument(args, resolved);
   if (!file.sparsity) return undefined;
-  const dense = await createModel(file, { ...loadOptions(args), sparsity: null, onProgress: undefined });
+  const dense = await createModel(file, { ...resolvedLoadOptions(args, resolved), sparsity: null, onProgress: undefined });
   const statistics = await collectActivations(dense, text, { maxTokens: args.options["max-tokens"] as number | undefined, source: textPath });
   dense.dispose();
   return measureSparsity(statistics, file.sparsity as SparsityData);

@@ -1,15 +1,19 @@
 /** The regression gate of `dormant eval`: a run against a reference, checked against bounds, with JSON and markdown reports. */
 
-import { OptionError } from "../errors.js";
+import { DormantError, OptionError } from "../errors.js";
 import type { OptionSpecs, ParsedArgs } from "../args.js";
 import {
   checkBoundRanges, checkBounds, checkCorpus, checkMeasurable, checkSameBase, DEFAULT_MAX_NEW_TOKENS, describeCheck, GateFailure, gateReportJson,
   gateReportMarkdown, mergeBounds, measureGate, parseBounds, parsePrompts, type Bounds, type GateProgress, type MetricName,
 } from "../eval/gate.js";
 import { readFileBytes, writeFileAtomic } from "../io.js";
-import { createModel, type Model, type SparsityMode } from "../model.js";
+import type { Model, SparsityMode } from "../model.js";
 import { createProgressBar } from "../progress.js";
-import { decodeText, loadOptions, modeChoices, readModelArgument, requireOption, stderr, stdout, writeJson } from "./common.js";
+import type { ModelFile } from "../types.js";
+import {
+  checkOutputPath, createModelArgument, decodeText, modeChoices, readModelArgument, requireOption, resolvedLoadOptions, resolveModelArgument,
+  setModeOption, stderr, stdout, writeJson,
+} from "./common.js";
 
 /** Flags that set one side of a gate bound, and the metric and side they set. */
 const boundFlags: Record<string, { metric: MetricName; side: "min" | "max"; help: string }> = {
@@ -23,11 +27,14 @@ const boundFlags: Record<string, { metric: MetricName; side: "min" | "max"; help
   "min-expected-tokens": { metric: "expected_tokens", side: "min", help: "smallest allowed mean of greedy tokens that match the expected text" },
 };
 
-const builtinReferences: readonly string[] = ["int8", "f32", ...modeChoices];
+export const builtinReferences: readonly string[] = ["int8", "f32", ...modeChoices];
+
+/** Values of --against that work for a model file without sparsity data. */
+export const denseReferences: readonly string[] = ["int8", "f32", "dense"];
 
 export const gateOptions: OptionSpecs = {
   prompts: { kind: "string", help: 'prompt suite, JSON Lines: {"prompt": "...", "expected": "..."} per line; measures greedy agreement' },
-  "max-new-tokens": { kind: "integer", help: `greedy tokens per prompt at most (default ${DEFAULT_MAX_NEW_TOKENS})` },
+  "max-new-tokens": { kind: "integer", min: 1, help: `greedy tokens per prompt at most (default ${DEFAULT_MAX_NEW_TOKENS})` },
   "against-mode": { kind: "string", choices: modeChoices, help: "FFN mode of an --against file (default: its own, predicted when it has a predictor)" },
   bounds: { kind: "string", help: 'bounds config, JSON: {"perplexity_ratio": {"max": 1.75}, ...}; a crossed bound exits with code 1' },
   ...Object.fromEntries(Object.entries(boundFlags).map(([name, flag]) => [name, { kind: "number" as const, help: flag.help }])),
@@ -42,10 +49,23 @@ export function isGateRun(args: ParsedArgs): boolean {
   return Object.keys(gateOptions).some((name) => args.options[name] !== undefined);
 }
 
+/**
+ * Reads and parses a file given by an option. The file is user input like the option itself, so
+ * a missing or malformed file is bad usage (an OptionError, exit code 2).
+ */
+async function readOptionFile<T>(path: string, parse: (text: string, path: string) => T): Promise<T> {
+  try {
+    return parse(decodeText(await readFileBytes(path)), path);
+  } catch (error) {
+    if (!(error instanceof DormantError) || error instanceof OptionError) throw error;
+    throw new OptionError(error.message, { source: error.source, field: error.field, actual: error.actual, expected: error.expected });
+  }
+}
+
 /** Bounds of a gate run: the --bounds file, with sides set by flags replacing the file's. */
 async function gateBounds(args: ParsedArgs): Promise<Bounds> {
   const path = args.options.bounds as string | undefined;
-  const fromFile = path === undefined ? {} : parseBounds(decodeText(await readFileBytes(path)), path);
+  const fromFile = path === undefined ? {} : await readOptionFile(path, parseBounds);
   const fromFlags: Bounds = {};
   for (const [name, flag] of Object.entries(boundFlags)) {
     const value = args.options[name] as number | undefined;
@@ -79,39 +99,53 @@ function gateProgress(args: ParsedArgs): ((progress: GateProgress) => void) | un
 export async function runEvalGate(args: ParsedArgs): Promise<void> {
   const { options } = args;
   const textPath = requireOption("eval", options.text as string | undefined, "text", "a path to a UTF-8 text file");
-  const text = decodeText(await readFileBytes(textPath));
-  checkCorpus(text, textPath);
-  const promptsPath = options.prompts as string | undefined;
-  const prompts = promptsPath === undefined ? undefined : parsePrompts(decodeText(await readFileBytes(promptsPath)), promptsPath);
-  const maxNewTokens = (options["max-new-tokens"] as number | undefined) ?? DEFAULT_MAX_NEW_TOKENS;
-  if (maxNewTokens < 1) {
-    throw new OptionError(`dormant eval: option --max-new-tokens is ${maxNewTokens}, expected an integer ≥ 1`, {
-      source: "option max-new-tokens", field: "max-new-tokens", actual: String(maxNewTokens), expected: "an integer ≥ 1",
-    });
-  }
-  const bounds = await gateBounds(args);
-
-  const file = await readModelArgument(args);
   const against = (options.against as string | undefined) ?? "int8";
-  if (options["against-mode"] !== undefined && builtinReferences.includes(against)) {
+  const againstFile = !builtinReferences.includes(against);
+  if (options["against-mode"] !== undefined && !againstFile) {
     throw new OptionError(`dormant eval: option --against-mode is given with --against ${against}, expected it only with an --against model file`, {
       source: "option against-mode", field: "against-mode", actual: String(options["against-mode"]), expected: "an --against model file",
     });
   }
-  const referenceFile = builtinReferences.includes(against) ? file : await readModelArgument(args, against);
-  if (referenceFile !== file) checkSameBase(file, referenceFile);
+  const resolved = await resolveModelArgument("eval", args);
+  const referenceResolved = againstFile
+    ? await resolveModelArgument("eval", args, { name: against, option: "against", builtins: builtinReferences })
+    : resolved;
+  const promptsPath = options.prompts as string | undefined;
+  const boundsPath = options.bounds as string | undefined;
+  const inputs = [resolved.modelPath, referenceResolved.modelPath, textPath, promptsPath, boundsPath, options.tokenizer as string | undefined];
+  for (const option of ["report-json", "report-md"]) {
+    const path = options[option] as string | undefined;
+    if (path !== undefined) await checkOutputPath("eval", { option, path, inputs });
+  }
+
+  const text = decodeText(await readFileBytes(textPath));
+  checkCorpus(text, textPath);
+  const prompts = promptsPath === undefined ? undefined : await readOptionFile(promptsPath, parsePrompts);
+  const maxNewTokens = (options["max-new-tokens"] as number | undefined) ?? DEFAULT_MAX_NEW_TOKENS;
+  const bounds = await gateBounds(args);
+
+  // One --tokenizer serves a llama2.c checkpoint beside a GGUF, which carries its own vocabulary.
+  const file = await readModelArgument(args, resolved, againstFile);
+  const referenceFile = againstFile ? await readModelArgument(args, referenceResolved, true) : file;
+  if (againstFile) {
+    checkTokenizerUse(options.tokenizer as string | undefined, file, referenceFile);
+    checkSameBase(file, referenceFile);
+  }
   checkMeasurable(bounds, { prompts, predictor: file.sparsity !== undefined });
 
-  const load = loadOptions(args);
-  const model = await createModel(file, load);
-  if (options.mode) model.setMode(options.mode as SparsityMode);
+  const load = resolvedLoadOptions(args, resolved);
+  const model = await createModelArgument("eval", file, load);
+  if (options.mode) setModeOption("eval", model, options.mode as SparsityMode);
   let reference: Model;
   if (against === "int8" || against === "f32") {
-    reference = await createModel(file, { ...load, precision: against, sparsity: null, onProgress: undefined });
+    reference = await createModelArgument("eval", file, { ...load, precision: against, sparsity: null, onProgress: undefined });
+  } else if (!againstFile) {
+    reference = await createModelArgument("eval", referenceFile, { ...load, onProgress: undefined });
+    setModeOption("eval", reference, against as SparsityMode, "against", denseReferences);
   } else {
-    reference = await createModel(referenceFile, { ...load, onProgress: undefined });
-    const mode = referenceFile === file ? against : options["against-mode"];
-    if (mode) reference.setMode(mode as SparsityMode);
+    reference = await createModelArgument("eval", referenceFile, { ...resolvedLoadOptions(args, referenceResolved), onProgress: undefined });
+    const mode = options["against-mode"] as SparsityMode | undefined;
+    if (mode) setModeOption("eval", reference, mode, "against-mode");
   }
 
   const measurement = await measureGate(model, text, {
@@ -122,8 +156,8 @@ export async function runEvalGate(args: ParsedArgs): Promise<void> {
   const context = { model: file.source, mode: model.mode, precision: model.precision, against, text: textPath };
   const json = gateReportJson(context, measurement, checks);
   const encoder = new TextEncoder();
-  if (options["report-json"]) await writeFileAtomic(options["report-json"] as string, encoder.encode(`${JSON.stringify(json, null, 2)}\n`));
-  if (options["report-md"]) await writeFileAtomic(options["report-md"] as string, encoder.encode(gateReportMarkdown(context, measurement, checks)));
+  if (options["report-json"] !== undefined) await writeFileAtomic(options["report-json"] as string, encoder.encode(`${JSON.stringify(json, null, 2)}\n`));
+  if (options["report-md"] !== undefined) await writeFileAtomic(options["report-md"] as string, encoder.encode(gateReportMarkdown(context, measurement, checks)));
   model.dispose();
   reference.dispose();
 
@@ -132,6 +166,28 @@ export async function runEvalGate(args: ParsedArgs): Promise<void> {
   if (checks.some((check) => !check.passed)) throw new GateFailure(checks);
   if (!options.quiet && !options.json && checks.length > 0) {
     stderr.write(`eval: ${checks.length} bounds checked, all passed (${checks.map(describeCheck).join("; ")})\n`);
+  }
+}
+
+/**
+ * Checks that the model and --against files have vocabularies. A llama2.c checkpoint gets its
+ * vocabulary from --tokenizer, so a checkpoint without one is an error, and so is a --tokenizer
+ * that neither file uses.
+ */
+function checkTokenizerUse(tokenizer: string | undefined, file: ModelFile, referenceFile: ModelFile): void {
+  for (const [option, entry] of [["model", file], ["against", referenceFile]] as const) {
+    if (entry.format === "llama2c" && entry.vocab === undefined) {
+      const expected = "--tokenizer with the tokenizer.bin of its base model";
+      throw new OptionError(`dormant eval: option --${option} is ${entry.source}, a llama2.c checkpoint without a vocabulary; expected ${expected}`, {
+        source: `option ${option}`, field: "tokenizer", actual: "missing", expected,
+      });
+    }
+  }
+  if (tokenizer !== undefined && file.format === "gguf" && referenceFile.format === "gguf") {
+    const expected = "no --tokenizer, because both files carry their own vocabulary";
+    throw new OptionError(`dormant eval: option --tokenizer is ${tokenizer}, but --model and --against are both GGUF files; expected ${expected}`, {
+      source: "option tokenizer", field: "tokenizer", actual: tokenizer, expected,
+    });
   }
 }
 

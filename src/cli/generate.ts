@@ -2,21 +2,22 @@
 
 import { OptionError } from "../errors.js";
 import type { OptionSpecs, ParsedArgs } from "../args.js";
-import { loadModel, type Model, type SparsityMode } from "../model.js";
+import type { Model, SparsityMode } from "../model.js";
 import type { GenerationSummary } from "../generate.js";
-import { loadOptions, modelName, modelOptions, samplingOptions, stderr, stdout, writeJson } from "./common.js";
+import { validateSamplerOptions } from "../sampler.js";
+import { loadModelArgument, modelOptions, resolveModelArgument, samplingOptions, setModeOption, stderr, stdout, writeJson } from "./common.js";
 
 export const generateOptions: OptionSpecs = {
   ...modelOptions,
   prompt: { kind: "string", help: "prompt text (or give it as the first word after the options)" },
   steps: { kind: "integer", help: "positions to run, prompt included, as llama2.c counts them" },
-  "max-tokens": { kind: "integer", help: "tokens to generate after the prompt" },
+  "max-tokens": { kind: "integer", min: 1, help: "tokens to generate after the prompt" },
   temperature: { kind: "number", help: "sampling temperature, 0 = greedy (default 0.8)" },
   "top-p": { kind: "number", help: "nucleus sampling mass in (0, 1] (default 0.9)" },
   "top-k": { kind: "integer", help: "keep only the k most likely tokens, 0 = off (default 0)" },
   "min-p": { kind: "number", help: "drop tokens below min-p times the top probability, 0 = off (default 0)" },
   "repeat-penalty": { kind: "number", help: "penalty for tokens in the last 64, 1 = off (default 1)" },
-  seed: { kind: "integer", help: "random seed for sampling (default: time)" },
+  seed: { kind: "integer", min: 0, help: "random seed for sampling (default: time)" },
 };
 
 export async function runGenerate(args: ParsedArgs): Promise<void> {
@@ -32,8 +33,9 @@ export async function runGenerate(args: ParsedArgs): Promise<void> {
     });
   }
   const prompt = (options.prompt as string | undefined) ?? positionals[0] ?? "";
-  const model = await loadModel(modelName(args), loadOptions(args));
-  if (options.mode) model.setMode(options.mode as SparsityMode);
+  validateSamplerOptions(samplingOptions(args), "generate");
+  const model = await loadModelArgument("generate", args, await resolveModelArgument("generate", args));
+  if (options.mode) setModeOption("generate", model, options.mode as SparsityMode);
   const iterator = model.generate(prompt, { steps: options.steps as number | undefined, ...samplingOptions(args) });
 
   let text = prompt;

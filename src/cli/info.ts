@@ -2,7 +2,7 @@
 
 import type { OptionSpecs, ParsedArgs } from "../args.js";
 import { GGMLType } from "../types.js";
-import { modelOptions, readModelArgument, stdout, writeJson } from "./common.js";
+import { modelOptions, readModelArgument, resolveModelArgument, stdout, writeJson } from "./common.js";
 
 export const infoOptions: OptionSpecs = {
   model: modelOptions.model,
@@ -14,7 +14,7 @@ export const infoOptions: OptionSpecs = {
 };
 
 export async function runInfo(args: ParsedArgs): Promise<void> {
-  const file = await readModelArgument(args);
+  const file = await readModelArgument(args, await resolveModelArgument("info", args));
   const tensors = [...file.tensors.values()].map((tensor) => ({
     name: tensor.name, dims: tensor.dims, type: tensorTypeName(tensor.type), bytes: tensor.data.length,
   }));

@@ -7,7 +7,7 @@ import { inspectFigures, renderInspectHtml } from "../eval/html.js";
 import { inspectModel } from "../eval/report.js";
 import { joinPath, makeDirectory, readFileBytes, writeFileAtomic } from "../io.js";
 import { createProgressBar } from "../progress.js";
-import { decodeText, modelOptions, readModelArgument, requireOption, stderr, writeJson } from "./common.js";
+import { checkOutputPath, decodeText, modelOptions, readModelArgument, requireOption, resolveModelArgument, stderr, writeJson } from "./common.js";
 
 export const inspectOptions: OptionSpecs = {
   model: modelOptions.model,
@@ -17,8 +17,8 @@ export const inspectOptions: OptionSpecs = {
   text: { kind: "string", help: "UTF-8 text; the first half of its documents calibrates the sweep, the second half is profiled and scored" },
   report: { kind: "string", help: "output .html file: one page with inline SVG plots, no scripts, loads nothing" },
   "svg-dir": { kind: "string", help: "also write each plot as an .svg file into this folder" },
-  "max-tokens": { kind: "integer", help: "tokens traced for the profile and for the sweep's calibration (default 4000)" },
-  "eval-tokens": { kind: "integer", help: "tokens scored per perplexity evaluation (default 2000)" },
+  "max-tokens": { kind: "integer", min: 1, help: "tokens traced for the profile and for the sweep's calibration (default 4000)" },
+  "eval-tokens": { kind: "integer", min: 1, help: "tokens scored per perplexity evaluation (default 2000)" },
   sparsities: { kind: "string", help: "target sparsities S of the sweep, comma-separated (default 0.1,0.3,0.5,0.7,0.9)" },
   windows: { kind: "string", help: "window sizes k of the reuse measure, comma-separated (default 1,2,4,8,16,32,64)" },
   json: modelOptions.json,
@@ -26,14 +26,17 @@ export const inspectOptions: OptionSpecs = {
   help: modelOptions.help,
 };
 
-/** Parses a comma-separated list of numbers given to `--name`. */
-function numberList(command: string, name: string, raw: string, expected: string): number[] {
-  const values = raw.split(",").map((word) => Number(word.trim()));
-  if (raw.trim() === "" || values.some((value, i) => !Number.isFinite(value) || raw.split(",")[i].trim() === "")) {
+/** Parses a comma-separated list of numbers given to `--name`, each of which must pass `valid`. */
+function numberList(command: string, name: string, raw: string, expected: string, valid: (value: number) => boolean): number[] {
+  const fail = (): never => {
     throw new OptionError(`dormant ${command}: option --${name} is "${raw}", expected ${expected}`, {
       source: `option ${name}`, field: name, actual: raw, expected,
     });
-  }
+  };
+  const words = raw.trim() === "" ? fail() : raw.split(",").map((word) => word.trim());
+  if (words.some((word) => word === "")) fail();
+  const values = words.map(Number);
+  if (values.some((value) => !Number.isFinite(value) || !valid(value))) fail();
   return values;
 }
 
@@ -43,13 +46,18 @@ export async function runInspect(args: ParsedArgs): Promise<void> {
   const reportPath = requireOption("inspect", options.report as string | undefined, "report", "the path of the .html file to write");
   const sparsities = options.sparsities === undefined
     ? undefined
-    : numberList("inspect", "sparsities", options.sparsities as string, "comma-separated numbers in [0, 0.99]");
+    : numberList("inspect", "sparsities", options.sparsities as string, "comma-separated numbers in [0, 0.99]", (value) => value >= 0 && value <= 0.99);
   const windows = options.windows === undefined
     ? undefined
-    : numberList("inspect", "windows", options.windows as string, "comma-separated integers ≥ 1");
+    : numberList("inspect", "windows", options.windows as string, "comma-separated integers ≥ 1", (value) => Number.isInteger(value) && value >= 1);
+  const svgDirectory = options["svg-dir"] as string | undefined;
+  const resolved = await resolveModelArgument("inspect", args);
+  const inputs = [resolved.modelPath, (options.tokenizer as string | undefined) ?? resolved.tokenizerPath, textPath];
+  await checkOutputPath("inspect", { option: "report", path: reportPath, inputs });
+  if (svgDirectory !== undefined) await checkOutputPath("inspect", { option: "svg-dir", path: svgDirectory, kind: "folder", inputs });
   const text = decodeText(await readFileBytes(textPath));
   checkCorpus(text, textPath, "inspect");
-  const file = await readModelArgument(args);
+  const file = await readModelArgument(args, resolved);
 
   const bars = new Map<string, ReturnType<typeof createProgressBar>>();
   const quiet = Boolean(options.quiet || options.json);
@@ -72,7 +80,6 @@ export async function runInspect(args: ParsedArgs): Promise<void> {
   const figures = inspectFigures(data);
   const encoder = new TextEncoder();
   await writeFileAtomic(reportPath, encoder.encode(renderInspectHtml(data, figures)));
-  const svgDirectory = options["svg-dir"] as string | undefined;
   const svgPaths: string[] = [];
   if (svgDirectory !== undefined) {
     await makeDirectory(svgDirectory);

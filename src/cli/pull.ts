@@ -2,8 +2,7 @@
 
 import { OptionError } from "../errors.js";
 import type { OptionSpecs, ParsedArgs } from "../args.js";
-import { resolveModel } from "../catalog.js";
-import { modelOptions, progressReporter, stdout, writeJson } from "./common.js";
+import { modelOptions, resolveModelArgument, stdout, writeJson } from "./common.js";
 
 export const pullOptions: OptionSpecs = {
   catalog: modelOptions.catalog,
@@ -18,9 +17,7 @@ export async function runPull(args: ParsedArgs): Promise<void> {
       source: "arguments", field: "name", actual: String(args.positionals.length), expected: "1",
     });
   }
-  const resolved = await resolveModel(args.positionals[0], {
-    catalog: args.options.catalog as string | undefined, onProgress: progressReporter(args), where: "pull",
-  });
+  const resolved = await resolveModelArgument("pull", args, { name: args.positionals[0], option: "name", subject: "model name", allowPath: false });
   if (args.options.json) {
     writeJson({ model: resolved.modelPath, tokenizer: resolved.tokenizerPath ?? null, downloaded: resolved.downloaded });
   } else {

@@ -7,8 +7,7 @@ import type { Vocab } from "../types.js";
 import { ggufToVocab, hasGGUFMagic, parseGGUF } from "../gguf.js";
 import { createTokenizer } from "../tokenizer/index.js";
 import { readFileBytes } from "../io.js";
-import { resolveModel } from "../catalog.js";
-import { modelName, modelOptions, progressReporter, stdout, writeJson } from "./common.js";
+import { modelOptions, resolveModelArgument, stdout, writeJson } from "./common.js";
 
 export const tokenizeOptions: OptionSpecs = {
   model: modelOptions.model,
@@ -26,9 +25,7 @@ export const tokenizeOptions: OptionSpecs = {
  * gives only its vocabulary, whatever architecture it names.
  */
 async function readVocabArgument(args: ParsedArgs): Promise<{ source: string; vocab?: Vocab }> {
-  const resolved = await resolveModel(modelName(args), {
-    catalog: args.options.catalog as string | undefined, onProgress: progressReporter(args),
-  });
+  const resolved = await resolveModelArgument("tokenize", args);
   const bytes = await readFileBytes(resolved.modelPath);
   const tokenizerPath = (args.options.tokenizer as string | undefined) ?? resolved.tokenizerPath;
   if (hasGGUFMagic(bytes) && tokenizerPath === undefined) {
@@ -40,6 +37,12 @@ async function readVocabArgument(args: ParsedArgs): Promise<{ source: string; vo
 }
 
 export async function runTokenize(args: ParsedArgs): Promise<void> {
+  // An explicit "" is allowed (it prints a blank line or only BOS); no text at all is a usage error.
+  if (args.positionals.length === 0) {
+    throw new OptionError("dormant tokenize: the text is missing, expected it after the options, such as dormant tokenize \"Once upon a time\"", {
+      source: "arguments", field: "text", actual: "missing", expected: "a text",
+    });
+  }
   const file = await readVocabArgument(args);
   if (!file.vocab) {
     throw new OptionError(`dormant tokenize: ${file.source}: tokenizer is missing, expected --tokenizer for a llama2.c checkpoint`, {
