@@ -11,6 +11,8 @@ import { Template } from "@huggingface/jinja";
 import { FormatError, optionMismatch } from "./errors.js";
 import { generate, type GenerateOptions, type GeneratedPiece, type GenerationSummary } from "./generate.js";
 import type { Model } from "./model.js";
+import { checkOptionKeys } from "./options.js";
+import { SAMPLER_OPTION_KEYS } from "./sampler.js";
 import { TEMPLATE_KEY, type ChatFormat, type ChatMessage, type RenderChatOptions } from "./chat-format.js";
 
 /** A rendered and tokenized chat prompt. */
@@ -27,6 +29,15 @@ export interface ChatOptions extends Omit<GenerateOptions, "bos" | "stopTokens">
   /** Ends the prompt with the opening of an assistant turn (default true). */
   addGenerationPrompt?: boolean;
 }
+
+/**
+ * Keys of ChatOptions for the unknown-key check. tsc rejects a list that differs from the interface,
+ * but not extra keys that come from a spread, so spreading GENERATE_OPTION_KEYS here would let
+ * `bos` and `stopTokens` through unnoticed.
+ */
+export const CHAT_OPTION_KEYS = {
+  addGenerationPrompt: true, maxTokens: true, steps: true, stopAtEos: true, signal: true, ...SAMPLER_OPTION_KEYS,
+} as const satisfies Record<keyof ChatOptions, true>;
 
 /** Summary of a finished chat() reply: the generation summary plus the prompt and the reply text. */
 export interface ChatSummary extends GenerationSummary {
@@ -125,8 +136,10 @@ export function chatPrompt(model: Model, messages: readonly ChatMessage[], optio
  * BOS or the end-of-turn token, or at the limits of GenerateOptions.
  */
 export function chat(model: Model, messages: readonly ChatMessage[], options: ChatOptions = {}): AsyncGenerator<GeneratedPiece, ChatSummary> {
-  const prompt = chatPrompt(model, messages, { addGenerationPrompt: options.addGenerationPrompt });
-  const pieces = generate(model, prompt.tokens, { ...options, stopTokens: model.chatFormat.stopTokens });
+  checkOptionKeys("chat", options, CHAT_OPTION_KEYS);
+  const { addGenerationPrompt, ...generateOptions } = options;
+  const prompt = chatPrompt(model, messages, { addGenerationPrompt });
+  const pieces = generate(model, prompt.tokens, { ...generateOptions, stopTokens: model.chatFormat.stopTokens });
   return collectReply(pieces, prompt);
 }
 

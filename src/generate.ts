@@ -5,7 +5,8 @@
  */
 
 import { optionMismatch } from "./errors.js";
-import { Sampler, validateSamplerOptions, type SamplerOptions } from "./sampler.js";
+import { checkOptionKeys, describeTypedValue, describeValue } from "./options.js";
+import { SAMPLER_OPTION_KEYS, Sampler, validateSamplerOptions, type SamplerOptions } from "./sampler.js";
 import { TextStreamer } from "./tokenizer/stream.js";
 import type { Model } from "./model.js";
 
@@ -22,6 +23,11 @@ export interface GenerateOptions extends SamplerOptions {
   bos?: boolean;
   signal?: AbortSignal;
 }
+
+/** Keys of GenerateOptions for the unknown-key check. tsc rejects a list that differs from the interface. */
+export const GENERATE_OPTION_KEYS = {
+  maxTokens: true, steps: true, stopAtEos: true, stopTokens: true, bos: true, signal: true, ...SAMPLER_OPTION_KEYS,
+} as const satisfies Record<keyof GenerateOptions, true>;
 
 /** One streamed piece: the sampled token and the text it completes (may be empty mid UTF-8 sequence). */
 export interface GeneratedPiece {
@@ -45,11 +51,21 @@ function checkCount(name: string, value: unknown, max: number): number | undefin
   if (value === undefined) return undefined;
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > max) {
     optionMismatch("generate", {
-      source: `option ${name}`, field: name, actual: String(value),
+      source: `option ${name}`, field: name, actual: describeValue(value),
       expected: max === Number.MAX_SAFE_INTEGER ? "an integer ≥ 1" : `an integer in [1, ${max}]`,
     });
   }
   return value;
+}
+
+/** Checks that `prompt` is text or a list of token ids. The ids themselves are checked after tokenizing. */
+function checkPrompt(prompt: unknown): void {
+  const isIdList = Array.isArray(prompt) || (ArrayBuffer.isView(prompt) && !(prompt instanceof DataView));
+  if (typeof prompt !== "string" && !isIdList) {
+    optionMismatch("generate", {
+      source: "arguments", field: "prompt", actual: describeTypedValue(prompt), expected: "a string, or an array of token ids",
+    });
+  }
 }
 
 /**
@@ -82,6 +98,8 @@ export function generate(
   model: Model, prompt: string | number[], options: GenerateOptions = {},
 ): AsyncGenerator<GeneratedPiece, GenerationSummary> {
   const seqLen = model.config.seq_len;
+  checkOptionKeys("generate", options, GENERATE_OPTION_KEYS);
+  checkPrompt(prompt);
   const sampling = validateSamplerOptions(options, "generate");
   const maxTokens = checkCount("maxTokens", options.maxTokens, Number.MAX_SAFE_INTEGER);
   const steps = checkCount("steps", options.steps, seqLen);

@@ -276,6 +276,7 @@ function readValue(reader: Reader, type: number, field: string, depth: number): 
 }
 
 function readHeader(reader: Reader): { version: number; tensorCount: number; metadataCount: number } {
+  if (reader.bytes.length === 0) reader.fail("file", "empty (0 bytes)", "a GGUF file");
   reader.need(4);
   const magicBytes = reader.bytes.subarray(0, 4);
   const magic = String.fromCharCode(...magicBytes);

@@ -17,7 +17,8 @@ import type { ThreadPool } from "./threads.js";
 import { generate, type GenerateOptions, type GeneratedPiece, type GenerationSummary } from "./generate.js";
 import { readChatFormat, type ChatFormat, type ChatMessage } from "./chat-format.js";
 import type { ChatOptions, ChatSummary } from "./chat.js";
-import { loadWorkerModel, type WorkerLoadOptions, type WorkerModel } from "./worker.js";
+import type { WorkerLoadOptions, WorkerModel } from "./worker.js";
+import { checkOptionKeys, describeTypedValue, describeValue } from "./options.js";
 
 export type Precision = "f32" | "int8";
 
@@ -70,6 +71,19 @@ export interface LoadOptions extends ResolveOptions {
   /** `true` runs the model in a worker and returns a WorkerModel (see src/worker.ts and WorkerLoadOptions). */
   worker?: false;
 }
+
+/** Keys of LoadOptions, with those of ResolveOptions, for the unknown-key check. tsc rejects a list that differs. */
+export const LOAD_OPTION_KEYS = {
+  precision: true, tokenizer: true, contextLength: true, kernels: true, onProgress: true, cache: true, sparsity: true,
+  bundles: true, threads: true, threadUrl: true, worker: true, catalog: true, searchDirectories: true, cacheDirectory: true,
+  download: true, allowUnverified: true, signal: true, fetch: true, where: true,
+} as const satisfies Record<keyof LoadOptions, true>;
+
+/**
+ * Keys of WorkerLoadOptions. The spread keeps `fetch`, which worker mode omits, so passing it gets
+ * loadWorkerModel's message that a function cannot be copied to the worker.
+ */
+const WORKER_LOAD_OPTION_KEYS = { ...LOAD_OPTION_KEYS, workerUrl: true } as const satisfies Record<keyof WorkerLoadOptions, true>;
 
 /** The part of a calibrated sparsity section that the runtime uses (see src/sparsity/format.ts). */
 export interface RuntimeSparsity {
@@ -154,6 +168,15 @@ const LOGITS_ALL = 1;
 const LOGITS_NONE = 2;
 
 /**
+ * Returns the worker-mode script beside this bundle: dist/worker.js (Node, Deno) or
+ * dist/dormant.worker.js (browsers). Resolved here, in the entry bundle, for the same reason as
+ * defaultThreadUrl: worker mode's code is a chunk in another folder.
+ */
+function defaultWorkerUrl(): URL {
+  return env.isNode || env.isDeno ? new URL("./worker.js", import.meta.url) : new URL("./dormant.worker.js", import.meta.url);
+}
+
+/**
  * Returns the thread worker script beside this bundle: dist/thread.js (Node, Deno) or
  * dist/dormant.thread.js (browsers). Resolved here, in the entry bundle, because the code that
  * starts the threads is a chunk in another folder.
@@ -169,7 +192,7 @@ function checkThreads(value: unknown): number {
   if (value === undefined) return 1;
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > MAX_THREADS) {
     optionMismatch("loadModel", {
-      source: "option threads", field: "threads", actual: JSON.stringify(value), expected: `an integer in [1, ${MAX_THREADS}]`,
+      source: "option threads", field: "threads", actual: describeValue(value), expected: `an integer in [1, ${MAX_THREADS}]`,
     });
   }
   return value;
@@ -179,7 +202,7 @@ function checkContextLength(value: unknown, fileSeqLen: number): number {
   if (value === undefined) return Math.min(fileSeqLen, DEFAULT_MAX_CONTEXT);
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > fileSeqLen) {
     optionMismatch("loadModel", {
-      source: "option contextLength", field: "contextLength", actual: String(value),
+      source: "option contextLength", field: "contextLength", actual: describeValue(value),
       expected: `an integer in [1, ${fileSeqLen}] (the model's context length)`,
     });
   }
@@ -439,11 +462,22 @@ export class Model {
    * (`tokenizer.ggml.add_bos_token`: true for Llama and llama2.c models, false for Qwen2).
    */
   tokenize(text: string, options: { bos?: boolean } = {}): number[] {
+    if (typeof text !== "string") {
+      optionMismatch("tokenize", { source: "arguments", field: "text", actual: describeTypedValue(text), expected: "a string" });
+    }
+    checkOptionKeys("tokenize", options, { bos: true });
+    if (options.bos !== undefined && typeof options.bos !== "boolean") {
+      optionMismatch("tokenize", { source: "option bos", field: "bos", actual: describeValue(options.bos), expected: "true or false" });
+    }
     return this.tokenizer.encode(text, options.bos === undefined ? {} : { bos: options.bos });
   }
 
   /** Text of `ids`; control tokens print nothing and byte tokens join into UTF-8. */
   detokenize(ids: number[]): string {
+    const value: unknown = ids;
+    if (!Array.isArray(value) && !(ArrayBuffer.isView(value) && !(value instanceof DataView))) {
+      optionMismatch("detokenize", { source: "arguments", field: "ids", actual: describeTypedValue(value), expected: "an array of token ids" });
+    }
     return this.tokenizer.decode(ids);
   }
 
@@ -501,7 +535,7 @@ export class Model {
       const id = ids[i];
       if (!Number.isInteger(id) || id < 0 || id >= vocab_size) {
         optionMismatch(where, {
-          source: "tokens", field: `token ${i}`, actual: String(id), expected: `an integer in [0, ${vocab_size - 1}]`,
+          source: "tokens", field: `token ${i}`, actual: describeValue(id), expected: `an integer in [0, ${vocab_size - 1}]`,
         });
       }
     }
@@ -583,8 +617,13 @@ export class Model {
 export function loadModel(source: ModelSource, options: WorkerLoadOptions): Promise<WorkerModel>;
 export function loadModel(source: ModelSource, options?: LoadOptions): Promise<Model>;
 export async function loadModel(source: ModelSource, options: LoadOptions | WorkerLoadOptions = {}): Promise<Model | WorkerModel> {
+  checkOptionKeys("loadModel", options, options?.worker ? WORKER_LOAD_OPTION_KEYS : LOAD_OPTION_KEYS);
   // Any value but false and undefined goes to the worker, where a value other than true is rejected.
-  if (options.worker !== undefined && options.worker !== false) return loadWorkerModel(source, options as WorkerLoadOptions);
+  if (options.worker !== undefined && options.worker !== false) {
+    // worker mode is a chunk of its own in the browser bundle, loaded on first use
+    const { loadWorkerModel } = await import("./worker-start.js");
+    return loadWorkerModel(source, options as WorkerLoadOptions, defaultWorkerUrl());
+  }
   const precision = options.precision ?? "int8";
   if (precision !== "int8" && precision !== "f32") {
     optionMismatch("loadModel", {
@@ -649,6 +688,7 @@ function chooseDotKernels(wasm: DormantExports, config: LlamaConfig): void {
 
 /** Places an already parsed model file into a fresh wasm instance. */
 export async function createModel(file: ModelFile, options: LoadOptions = {}): Promise<Model> {
+  checkOptionKeys("createModel", options, LOAD_OPTION_KEYS);
   const precision = options.precision ?? "int8";
   const config: LlamaConfig = { ...file.config, gated: file.config.gated ?? file.tensors.has("blk.0.ffn_gate.weight") };
   file = { ...file, config };

@@ -11,6 +11,7 @@
  */
 
 import { optionMismatch } from "./errors.js";
+import { checkOptionKeys, describeValue } from "./options.js";
 import { Rng } from "./rng.js";
 
 const fround = Math.fround;
@@ -31,6 +32,11 @@ export interface SamplerOptions {
   /** PRNG seed. Default: Date.now(). */
   seed?: number | bigint;
 }
+
+/** Keys of SamplerOptions for the unknown-key check. tsc rejects a list that differs from the interface. */
+export const SAMPLER_OPTION_KEYS = {
+  temperature: true, topK: true, topP: true, minP: true, repetitionPenalty: true, repetitionWindow: true, seed: true,
+} as const satisfies Record<keyof SamplerOptions, true>;
 
 export type ValidSamplerOptions = Required<SamplerOptions>;
 
@@ -68,15 +74,6 @@ export function validateSamplerOptions(options: SamplerOptions = {}, where = "ge
   return { temperature, topK, topP, minP, repetitionPenalty, repetitionWindow, seed };
 }
 
-function describeValue(value: unknown): string {
-  if (typeof value === "string") return `${JSON.stringify(value)} (a string)`;
-  if (typeof value === "bigint") return `${value}n`;
-  if (typeof value === "number" || value === undefined || value === null || typeof value === "boolean") {
-    return String(value);
-  }
-  return `a ${typeof value}`;
-}
-
 export class Sampler {
   readonly options: ValidSamplerOptions;
   readonly vocabSize: number;
@@ -86,9 +83,10 @@ export class Sampler {
 
   /** Creates a sampler for logits of `vocabSize` entries and validates the options. */
   constructor(options: SamplerOptions, vocabSize: number) {
+    checkOptionKeys("Sampler", options, SAMPLER_OPTION_KEYS);
     this.options = validateSamplerOptions(options, "Sampler");
     if (!Number.isInteger(vocabSize) || vocabSize < 1) {
-      optionMismatch("Sampler", { source: "argument vocabSize", field: "vocabSize", actual: String(vocabSize), expected: "an integer ≥ 1" });
+      optionMismatch("Sampler", { source: "argument vocabSize", field: "vocabSize", actual: describeValue(vocabSize), expected: "an integer ≥ 1" });
     }
     this.vocabSize = vocabSize;
     this.#rng = new Rng(this.options.seed);

@@ -317,6 +317,12 @@ async function fetchBytes(url: URL, where: string, options: SourceOptions): Prom
   for (let attempt = 1; ; attempt++) {
     if (failure === undefined && received.complete()) return { bytes: received.bytes(), name: href, storable: !forbidsStore(response) };
     if (!acceptsRanges(response)) {
+      if (failure !== undefined && received.total !== undefined) {
+        throw sizeError(
+          where, href, `${received.loaded} bytes`, `${received.total} bytes`,
+          `Content-Length; the connection failed (${failure}), and without "Accept-Ranges: bytes" from the server the download cannot resume, so load the model again`,
+        );
+      }
       if (failure !== undefined) {
         throw new ModelSourceError(`${where}: ${href}: download stopped after ${received.loaded} bytes: ${failure}`, { source: href });
       }

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chatPrompt, FALLBACK_CHAT_TEMPLATE, renderChat, type ChatMessage } from "../src/chat.js";
+import { chatPrompt, FALLBACK_CHAT_TEMPLATE, renderChat, type ChatMessage, type ChatOptions } from "../src/chat.js";
 import { FormatError, OptionError } from "../src/errors.js";
 import { GGUFValueType, metadataEntries, parseGGUF, writeGGUF, type GGUFValue } from "../src/gguf.js";
 import { loadModel, type Model } from "../src/model.js";
@@ -294,6 +294,26 @@ describe("Model.chat", () => {
       expect(summary.text).toBe("");
     });
   }
+
+  it("addGenerationPrompt stays out of generate", async () => {
+    const model = await load(qwenChat);
+    const { summary } = await collect(model, HI, { addGenerationPrompt: false, temperature: 0, maxTokens: 2 });
+    expect(summary.prompt).toBe("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+    expect(summary.generatedTokens).toBeGreaterThan(0);
+  });
+
+  it("unknown option on first step", async () => {
+    const model = await load(qwenChat);
+    const keys = "addGenerationPrompt, maxTokens, steps, stopAtEos, signal, temperature, topK, topP, minP, repetitionPenalty, repetitionWindow, seed";
+    const misspelled = model.chat(HI, { addGenerationPromt: false } as ChatOptions);
+    await expect(misspelled.next()).rejects.toMatchObject({
+      name: "OptionError",
+      message: `chat: option addGenerationPromt is not known, expected one of: ${keys} (did you mean addGenerationPrompt?)`,
+    });
+    // chat() has no bos option, because the template places BOS
+    const bos = model.chat(HI, { bos: true } as ChatOptions);
+    await expect(bos.next()).rejects.toThrow(`chat: option bos is not known, expected one of: ${keys}`);
+  });
 
   it("broken template on first step", async () => {
     const path = copyGGUF(join(ARCHS, "qwen2_style.gguf"), "broken_call.gguf", (metadata) => setTemplate(metadata, "{{ messages[0]['content'] | no_such_filter }}"));

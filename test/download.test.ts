@@ -7,6 +7,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type DownloadProgress, downloadFile } from "../src/download.js";
+import { ModelSourceError } from "../src/errors.js";
+import { loadModel } from "../src/model.js";
 import { createProgressBar, formatBytes } from "../src/progress.js";
 
 const modelsDirectory = fileURLToPath(new URL("../../shared/models/", import.meta.url));
@@ -123,6 +125,47 @@ async function destination(name = "stories260K.bin"): Promise<string> {
   await mkdir(directory);
   return join(directory, name);
 }
+
+describe("loadModel cut download", () => {
+  /** Serves the first 300000 bytes of stories260K.bin and then drops the connection, with no Accept-Ranges. */
+  let cutServer: Server;
+  let cutUrl: string;
+  const CUT_AT = 300000;
+
+  beforeAll(async () => {
+    const body = files.get("stories260K.bin")!;
+    cutServer = createServer((request, response) => {
+      const sized = request.url === "/sized/stories260K.bin";
+      response.writeHead(200, sized ? { "Content-Length": body.length } : {});
+      response.write(body.subarray(0, CUT_AT), () => response.destroy());
+    });
+    await new Promise<void>((resolve) => cutServer.listen(0, "127.0.0.1", resolve));
+    cutUrl = `http://127.0.0.1:${(cutServer.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    cutServer.closeAllConnections();
+    await new Promise<void>((resolve) => cutServer.close(() => resolve()));
+  });
+
+  it("names the expected size", async () => {
+    const url = `${cutUrl}/sized/stories260K.bin`;
+    const error = await loadModel(url).then(() => undefined, (caught: unknown) => caught as ModelSourceError);
+    expect(error).toBeInstanceOf(ModelSourceError);
+    expect(error?.message).toMatch(new RegExp(
+      `^loadModel: ${url}: body length is ${CUT_AT} bytes, expected ${MODEL_SIZE} bytes ` +
+      `\\(Content-Length; the connection failed \\(.+\\), and without "Accept-Ranges: bytes" from the server the download cannot resume, so load the model again\\)$`,
+    ));
+    expect(error?.field).toBe("body length");
+    expect(error?.actual).toBe(`${CUT_AT} bytes`);
+    expect(error?.expected).toBe(`${MODEL_SIZE} bytes`);
+  });
+
+  it("unsized body reports bytes received", async () => {
+    const url = `${cutUrl}/unsized/stories260K.bin`;
+    await expect(loadModel(url)).rejects.toThrow(new RegExp(`^loadModel: ${url}: download stopped after ${CUT_AT} bytes: .+$`));
+  });
+});
 
 describe("downloadFile", () => {
   it("downloads and verifies", async () => {

@@ -2,6 +2,7 @@
 
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
+import type { GenerateOptions } from "../src/generate.js";
 import { loadModel, type Model } from "../src/model.js";
 
 const GGUF = fileURLToPath(new URL("../../shared/models/stories260K.gguf", import.meta.url));
@@ -72,5 +73,31 @@ describe("generate", () => {
     expect(() => model.generate("hi", { maxTokens: 0 })).toThrow("generate: option maxTokens is 0, expected an integer ≥ 1");
     expect(() => model.generate([1, 99999])).toThrow("generate: tokens: token 1 is 99999, expected an integer in [0, 511]");
     expect(() => model.generate("", { bos: false })).toThrow("generate: prompt: length is 0 tokens, expected at least 1 token (pass a non-empty prompt or set bos: true)");
+  });
+
+  it("string counts are quoted", () => {
+    expect(() => model.generate("hi", { maxTokens: "5" as unknown as number })).toThrow('generate: option maxTokens is "5" (a string), expected an integer ≥ 1');
+    expect(() => model.generate("hi", { steps: "20" as unknown as number })).toThrow('generate: option steps is "20" (a string), expected an integer in [1, 512]');
+    expect(() => model.generate([1, "2" as unknown as number])).toThrow('generate: tokens: token 1 is "2" (a string), expected an integer in [0, 511]');
+  });
+
+  it("prompt of wrong type", () => {
+    const expected = "expected a string, or an array of token ids";
+    expect(() => model.generate(42 as unknown as string)).toThrow(`generate: arguments: prompt is 42 (a number), ${expected}`);
+    expect(() => model.generate(null as unknown as string)).toThrow(`generate: arguments: prompt is null, ${expected}`);
+    expect(() => model.generate({ text: "hi" } as unknown as string)).toThrow(`generate: arguments: prompt is an object, ${expected}`);
+  });
+
+  it("typed array prompt", async () => {
+    const { summary } = await drain(model.generate(Int32Array.of(1, 403) as unknown as number[], { maxTokens: 3, temperature: 0 }));
+    expect(summary.tokens.slice(0, 2)).toEqual([1, 403]);
+    expect(summary.generatedTokens).toBe(3);
+  });
+
+  it("misspelled option throws", () => {
+    expect(() => model.generate("Once", { maxtokens: 3 } as GenerateOptions)).toThrow(
+      "generate: option maxtokens is not known, expected one of: maxTokens, steps, stopAtEos, stopTokens, bos, signal, " +
+      "temperature, topK, topP, minP, repetitionPenalty, repetitionWindow, seed (did you mean maxTokens?)",
+    );
   });
 });

@@ -293,6 +293,11 @@ describe("GGUF errors", () => {
     );
   });
 
+  it("rejects empty file", () => {
+    const file = viaFile("empty.gguf", new Uint8Array(0));
+    expectFormatError(() => parseGGUF(file.bytes, file.path), `parseGGUF: ${file.path}: file is empty (0 bytes), expected a GGUF file`);
+  });
+
   it("rejects wrong magic", () => {
     const file = viaFile("magic.gguf", Uint8Array.of(0x7f, 0x45, 0x4c, 0x46, 3, 0, 0, 0));
     expectFormatError(

@@ -234,6 +234,15 @@ describe("llama2c errors", () => {
     );
   });
 
+  it("rejects empty file", () => {
+    const file = viaFile("empty.bin", new Uint8Array(0));
+    expectError(
+      () => readModelFile(file.bytes, file.path),
+      FormatError,
+      `readModelFile: ${file.path}: file is empty (0 bytes), expected a GGUF or llama2.c model`,
+    );
+  });
+
   it("rejects short file", () => {
     const file = viaFile("short.bin", Uint8Array.of(1, 2, 3));
     expectError(

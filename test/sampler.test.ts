@@ -131,6 +131,17 @@ describe("validateSamplerOptions", () => {
     expectOptionError(() => validateSamplerOptions({ topP: 2 }, "chat"), "chat: option topP is 2, expected a number in (0, 1]");
     expectOptionError(() => new Sampler({ topK: -2 }, 512), "Sampler: option topK is -2, expected an integer ≥ 0 (0 = off)");
   });
+
+  it("Sampler rejects unknown keys", () => {
+    expectOptionError(
+      () => new Sampler({ topp: 0.5 } as SamplerOptions, 512),
+      "Sampler: option topp is not known, expected one of: temperature, topK, topP, minP, repetitionPenalty, repetitionWindow, seed (did you mean topP?)",
+    );
+  });
+
+  it("Sampler vocabSize string quoted", () => {
+    expectOptionError(() => new Sampler({}, "512" as unknown as number), 'Sampler: argument vocabSize: vocabSize is "512" (a string), expected an integer ≥ 1');
+  });
 });
 
 describe("Sampler", () => {

@@ -138,9 +138,9 @@ describe("threads lifecycle", () => {
 });
 
 describe("threads errors", () => {
-  it.each([0, 65, 2.5, "2", null])("threads %j is rejected", async (threads) => {
+  it.each<[unknown, string]>([[0, "0"], [65, "65"], [2.5, "2.5"], ["2", '"2" (a string)'], [null, "null"]])("threads %j is rejected", async (threads, shown) => {
     await expect(createModel(syntheticModel(gqa, 7), { threads: threads as number })).rejects.toThrow(
-      `loadModel: option threads is ${JSON.stringify(threads)}, expected an integer in [1, 64]`,
+      `loadModel: option threads is ${shown}, expected an integer in [1, 64]`,
     );
   });
 

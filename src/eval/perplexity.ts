@@ -5,6 +5,7 @@
 
 import { DormantError, FormatError } from "../errors.js";
 import type { Model } from "../model.js";
+import { splitDocuments } from "./documents.js";
 
 export interface EvaluateOptions {
   /** A second model run in lockstep; its argmax is compared with the first model's. */
@@ -29,16 +30,7 @@ export interface EvaluateResult {
   meanKl?: number;
 }
 
-/** The separator line of TinyStories-style corpora; other text is treated as one document. */
-const STORY_SEPARATOR = "<|endoftext|>";
-
-/** Splits a corpus into documents at `<|endoftext|>` lines, dropping leading whitespace and empty ones. */
-export function splitDocuments(text: string): string[] {
-  return text
-    .split(STORY_SEPARATOR)
-    .map((story) => story.replace(/^\s+/, "").replace(/\s+$/, ""))
-    .filter((story) => story.length > 0);
-}
+export { splitDocuments } from "./documents.js";
 
 /** Log-sum-exp of `logits`, computed stably in f64. */
 function logSumExp(logits: Float32Array): number {

@@ -152,6 +152,7 @@ function describeMagic(bytes: Uint8Array): string {
  * checkpoint, with its vocabulary from an optional llama2.c tokenizer.bin.
  */
 export function readModelFile(bytes: Uint8Array, source: string, tokenizer?: { bytes: Uint8Array; source: string }): ModelFile {
+  if (bytes.length === 0) formatMismatch("readModelFile", { source, field: "file", actual: "empty (0 bytes)", expected: "a GGUF or llama2.c model" });
   if (hasGGUFMagic(bytes)) {
     if (tokenizer !== undefined) {
       optionMismatch("readModelFile", {
