@@ -29,19 +29,19 @@ function checksumModel(bytes: Uint8Array): number {
   return sum | 0;
 }
 
+let m: KernelModule;
+let kernels: BandwidthExports;
+
+beforeAll(async () => {
+  m = await loadKernelModule("exact");
+  kernels = m.exports as unknown as BandwidthExports;
+});
+
+beforeEach(() => {
+  m.reset();
+});
+
 describe("readBytes", () => {
-  let m: KernelModule;
-  let kernels: BandwidthExports;
-
-  beforeAll(async () => {
-    m = await loadKernelModule("exact");
-    kernels = m.exports as unknown as BandwidthExports;
-  });
-
-  beforeEach(() => {
-    m.reset();
-  });
-
   /** Allocates length + 128 bytes of random data and returns the address offset bytes in. */
   function putRandomBytes(length: number, offset: number, seed: number): number {
     const random = seededRandom(seed);
@@ -101,18 +101,6 @@ describe("readBytes", () => {
 });
 
 describe("readChunks", () => {
-  let m: KernelModule;
-  let kernels: BandwidthExports;
-
-  beforeAll(async () => {
-    m = await loadKernelModule("exact");
-    kernels = m.exports as unknown as BandwidthExports;
-  });
-
-  beforeEach(() => {
-    m.reset();
-  });
-
   /** Places random bytes and a list of `count` chunk addresses into them, some unaligned, some repeated. */
   function placeChunks(count: number, bytes: number, seed: number): { list: number; expected: number } {
     const random = seededRandom(seed);
@@ -141,15 +129,11 @@ describe("readChunks", () => {
 });
 
 describe("dotPeak", () => {
-  test.each([0, 1, 2, 17, 1000])("%i steps", async (steps) => {
-    const kernels = (await loadKernelModule("exact")).exports as unknown as BandwidthExports;
-
+  test.each([0, 1, 2, 17, 1000])("%i steps", (steps) => {
     expect(kernels.dotPeak(steps)).toBe(kernels.dotPeakRef(steps));
   });
 
-  test("steps change the sum", async () => {
-    const kernels = (await loadKernelModule("exact")).exports as unknown as BandwidthExports;
-
+  test("steps change the sum", () => {
     expect(kernels.dotPeakRef(1000)).not.toBe(kernels.dotPeakRef(999));
   });
 });

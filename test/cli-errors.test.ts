@@ -1,8 +1,6 @@
 // Usage errors of the `dormant` command as a user meets them: output paths checked before any
 // work, option values, model names and exit codes. They run dist/cli.js, which `npm test` builds.
 
-import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -10,9 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SHARED_MODELS, cliRunner, writeOneModelCatalog, type Run } from "./helpers/cli.js";
 
-const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
-const SHARED_MODELS = fileURLToPath(new URL("../../shared/models/", import.meta.url));
 const GGUF = join(SHARED_MODELS, "stories260K.gguf");
 const BIN = join(SHARED_MODELS, "stories260K.bin");
 const TOKENIZER = join(SHARED_MODELS, "tok512.bin");
@@ -21,22 +18,7 @@ const directory = mkdtempSync(join(tmpdir(), "dormant-cli-errors-"));
 const textPath = join(directory, "text.txt");
 const sparsePath = join(directory, "s50.gguf");
 
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function dormant(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, DORMANT_MODELS: SHARED_MODELS, DORMANT_CACHE: join(directory, "cache"), ...env },
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  return new Promise((resolve) => child.on("close", (status) => resolve({ status, stdout, stderr })));
-}
+const dormant = cliRunner(directory);
 
 /** Asserts a failure before any work: the exit code, no stdout, and the message as the only stderr line. */
 function expectError(run: Run, status: number, message: string | RegExp): void {
@@ -248,15 +230,7 @@ describe("model names", () => {
     it("named in the model-not-found error", async () => {
       const bytes = readFileSync(GGUF);
       const catalog = join(directory, "catalog.json");
-      writeFileSync(catalog, JSON.stringify({
-        version: 1,
-        models: {
-          tiny: {
-            family: "llama", description: "test",
-            files: [{ role: "model", name: "tiny.gguf", url: `${base}/tiny.gguf`, sha256: createHash("sha256").update(bytes).digest("hex"), size: bytes.length }],
-          },
-        },
-      }));
+      writeOneModelCatalog(catalog, "tiny", { name: "tiny.gguf", url: `${base}/tiny.gguf`, bytes });
       const missing = join(directory, "no-models-here");
       const run = await dormant(["generate", "--catalog", catalog, "--model", "tiny", "--quiet", "hi"], { DORMANT_MODELS: missing });
       expect(run.status).toBe(1);

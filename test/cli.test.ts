@@ -1,7 +1,6 @@
 // End-to-end tests of the `dormant` command as a user runs it: stdout, stderr, exit code.
 // They run dist/cli.js, which `npm test` builds first.
 
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -10,32 +9,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SHARED_MODELS, cliRunner, writeOneModelCatalog, type Run } from "./helpers/cli.js";
 import { writeGGUF, parseGGUF, metadataEntries } from "../src/gguf.js";
 
-const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
-const SHARED_MODELS = fileURLToPath(new URL("../../shared/models/", import.meta.url));
 const GGUF = join(SHARED_MODELS, "stories260K.gguf");
 const BIN = join(SHARED_MODELS, "stories260K.bin");
 const TOKENIZER = join(SHARED_MODELS, "tok512.bin");
 const directory = mkdtempSync(join(tmpdir(), "dormant-cli-"));
 
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI without blocking this process, so servers started by the tests keep responding. */
-function dormant(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, DORMANT_MODELS: SHARED_MODELS, DORMANT_CACHE: join(directory, "cache"), ...env },
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  return new Promise((resolve) => child.on("close", (status) => resolve({ status, stdout, stderr })));
-}
+const dormant = cliRunner(directory);
 
 /**
  * Asserts a clean failure: the exit code, no stack trace, and the message as the last line
@@ -346,15 +328,7 @@ describe("bad input", () => {
       const corrupted = Uint8Array.from(good);
       corrupted[100] ^= 0xff;
       const catalog = join(directory, "catalog.json");
-      writeFileSync(catalog, JSON.stringify({
-        version: 1,
-        models: {
-          tiny: {
-            family: "llama", description: "test",
-            files: [{ role: "model", name: "tok512.bin", url: `${base}/tok512.bin`, sha256: createHash("sha256").update(good).digest("hex"), size: good.length }],
-          },
-        },
-      }));
+      writeOneModelCatalog(catalog, "tiny", { name: "tok512.bin", url: `${base}/tok512.bin`, bytes: good });
       const found = createHash("sha256").update(corrupted).digest("hex");
       const expected = createHash("sha256").update(good).digest("hex");
       expectFailure(await dormant(["pull", "tiny", "--catalog", catalog], { DORMANT_MODELS: "" }), 1,
