@@ -4,6 +4,7 @@
  */
 
 import { OptionError } from "./errors.js";
+import { closestName } from "./options.js";
 
 export type OptionKind = "string" | "number" | "integer" | "boolean";
 
@@ -76,25 +77,8 @@ function closestOption(word: string, specs: OptionSpecs): string | undefined {
   const names = Object.keys(specs);
   const prefixed = names.find((name) => name.startsWith(typed));
   if (prefixed !== undefined) return `--${prefixed}`;
-  let best: { name: string; distance: number } | undefined;
-  for (const name of names) {
-    const distance = editDistance(typed, name);
-    if (distance <= 2 && (best === undefined || distance < best.distance)) best = { name, distance };
-  }
-  return best && `--${best.name}`;
-}
-
-/** Counts the insertions, deletions and substitutions that turn `a` into `b` (Levenshtein distance). */
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = current;
-  }
-  return previous[b.length];
+  const closest = closestName(typed, names);
+  return closest && `--${closest}`;
 }
 
 /** Parses `argv` (the words after the command name) against `specs`. */
