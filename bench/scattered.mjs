@@ -53,7 +53,11 @@ function median(values) {
 
 const rounds = parseRounds(process.argv.slice(2));
 const path = new URL("../build/dormant-test.wasm", import.meta.url);
-const { instance } = await WebAssembly.instantiate(await readFile(path), {});
+const moduleBytes = await readFile(path).catch((error) => {
+  console.error(`bench/scattered.mjs: ${fileURLToPath(path)} could not be read (${error.code ?? error.message}); build it with npm run build:test-wasm`);
+  process.exit(1);
+});
+const { instance } = await WebAssembly.instantiate(moduleBytes, {});
 const e = instance.exports;
 e.allocReset();
 

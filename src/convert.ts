@@ -4,6 +4,7 @@
  */
 
 import { optionMismatch } from "./errors.js";
+import { checkOptionKeys } from "./options.js";
 import { FFN_ACTIVATION_KEY, GGUFValueType, writeGGUF, type GGUFMetadataEntry, type GGUFValue } from "./gguf.js";
 import { encodeQ8_0Blocks, quantizeQ8_0, Q8_0_BLOCK_VALUES, tensorToF32 } from "./quant.js";
 import { GGMLType, type ModelFile, type TensorData } from "./types.js";
@@ -13,6 +14,9 @@ export interface ConvertOptions {
   /** Tensor type: "f32" keeps every tensor F32, and "q8_0" stores 2-D matrices with rows of a multiple of 32 as Q8_0. */
   type: "f32" | "q8_0";
 }
+
+/** Keys of ConvertOptions; tsc rejects a list that differs from the interface. */
+const CONVERT_OPTION_KEYS = { type: true } as const satisfies Record<keyof ConvertOptions, true>;
 
 /** llama.cpp's llama_ftype values for general.file_type. */
 const FILE_TYPE = { f32: 0, q8_0: 7 } as const;
@@ -101,6 +105,10 @@ function convertTensor(tensor: TensorData, options: ConvertOptions): TensorData 
  * ffn_down, 172 long). Requires a vocabulary, because GGUF carries the tokenizer.
  */
 export function convertToGGUF(model: ModelFile, options: ConvertOptions): Uint8Array {
+  if (options === undefined) {
+    optionMismatch("convertToGGUF", { source: "arguments", field: "options", actual: "undefined", expected: `an object such as { type: "q8_0" }` });
+  }
+  checkOptionKeys("convertToGGUF", options, CONVERT_OPTION_KEYS);
   if (options.type !== "f32" && options.type !== "q8_0") {
     optionMismatch("convertToGGUF", { source: "options", field: "type", actual: JSON.stringify(options.type), expected: `"f32" or "q8_0"` });
   }

@@ -122,7 +122,7 @@ export interface TraceStep {
   gate(layer: number): Float32Array;
 }
 
-/** Counters of the last generate() or logits() call, and the static facts of the model. */
+/** Counters of the last generate() or chat() run, and the static facts of the model. */
 export interface ModelStats {
   precision: Precision;
   kernels: KernelVariant;
@@ -609,6 +609,22 @@ export class Model {
   }
 }
 
+/** Checks the options that take one of a few words, precision and kernels, for loadModel and createModel. */
+function checkChoices(where: string, options: LoadOptions): void {
+  const precision = options.precision ?? "int8";
+  if (precision !== "int8" && precision !== "f32") {
+    optionMismatch(where, {
+      source: "option precision", field: "precision", actual: JSON.stringify(precision), expected: "\"int8\" or \"f32\"",
+    });
+  }
+  const kernels = options.kernels ?? "auto";
+  if (kernels !== "auto" && kernels !== "exact" && kernels !== "relaxed") {
+    optionMismatch(where, {
+      source: "option kernels", field: "kernels", actual: JSON.stringify(kernels), expected: "\"auto\", \"exact\" or \"relaxed\"",
+    });
+  }
+}
+
 /**
  * Loads a model and places it in a fresh wasm instance. The source is a catalog name or path
  * (Node and Deno), a URL, a Blob or File, or bytes. A URL is fetched, and in browsers every
@@ -624,18 +640,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions | Work
     const { loadWorkerModel } = await import("./worker-start.js");
     return loadWorkerModel(source, options as WorkerLoadOptions, defaultWorkerUrl());
   }
-  const precision = options.precision ?? "int8";
-  if (precision !== "int8" && precision !== "f32") {
-    optionMismatch("loadModel", {
-      source: "option precision", field: "precision", actual: JSON.stringify(precision), expected: "\"int8\" or \"f32\"",
-    });
-  }
-  const kernels = options.kernels ?? "auto";
-  if (kernels !== "auto" && kernels !== "exact" && kernels !== "relaxed") {
-    optionMismatch("loadModel", {
-      source: "option kernels", field: "kernels", actual: JSON.stringify(kernels), expected: "\"auto\", \"exact\" or \"relaxed\"",
-    });
-  }
+  checkChoices("loadModel", options);
 
   let file: ModelFile;
   if (isPathSource(source)) {
@@ -656,7 +661,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions | Work
     const { readSparsity } = await import("./sparsity/format.js");
     file.sparsity = readSparsity(file);
   }
-  return createModel(file, { ...options, precision, kernels });
+  return createModel(file, options);
 }
 
 /**
@@ -689,6 +694,7 @@ function chooseDotKernels(wasm: DormantExports, config: LlamaConfig): void {
 /** Places an already parsed model file into a fresh wasm instance. */
 export async function createModel(file: ModelFile, options: LoadOptions = {}): Promise<Model> {
   checkOptionKeys("createModel", options, LOAD_OPTION_KEYS);
+  checkChoices("createModel", options);
   const precision = options.precision ?? "int8";
   const config: LlamaConfig = { ...file.config, gated: file.config.gated ?? file.tensors.has("blk.0.ffn_gate.weight") };
   file = { ...file, config };

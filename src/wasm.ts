@@ -9,6 +9,7 @@
 
 import { env } from "./env.js";
 import { WasmError } from "./errors.js";
+import { checkOptionKeys } from "./options.js";
 
 /** The raw exports of build/dormant*.wasm; see assembly/index.ts. */
 export interface DormantExports {
@@ -74,6 +75,11 @@ export type KernelVariant = "simd128" | "relaxed-simd";
  */
 export type ModuleName = KernelVariant | `${KernelVariant}-threads`;
 
+/** The module names setKernelModules takes; tsc rejects a list that differs from ModuleName. */
+const MODULE_NAMES = {
+  "simd128": true, "relaxed-simd": true, "simd128-threads": true, "relaxed-simd-threads": true,
+} as const satisfies Record<ModuleName, true>;
+
 // Both dist/*.js bundles sit in dist/, beside build/, so one relative URL serves every host.
 // Bundlers that understand `new URL(..., import.meta.url)` copy the files along.
 const moduleUrls: Record<ModuleName, URL> = {
@@ -97,6 +103,7 @@ export type KernelModuleSource = URL | string | Uint8Array;
  * embedded bytes. Modules compiled before the call are dropped.
  */
 export function setKernelModules(sources: Partial<Record<ModuleName, KernelModuleSource>>): void {
+  checkOptionKeys("setKernelModules", sources, MODULE_NAMES);
   for (const variant of Object.keys(sources) as ModuleName[]) {
     const source = sources[variant];
     if (!(variant in moduleUrls) || source === undefined) continue;

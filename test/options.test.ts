@@ -12,6 +12,10 @@ import type * as Dormant from "../src/index.js";
 import { LOAD_OPTION_KEYS, createModel, loadModel, type LoadOptions, type Model } from "../src/model.js";
 import { checkOptionKeys, closestName, describeTypedValue, describeValue } from "../src/options.js";
 import { SAMPLER_OPTION_KEYS, type SamplerOptions } from "../src/sampler.js";
+import { convertToGGUF, type ConvertOptions } from "../src/convert.js";
+import { evaluate, type EvaluateOptions } from "../src/eval/perplexity.js";
+import { loadTokenizer, type EncodeOptions } from "../src/tokenizer/index.js";
+import { setKernelModules } from "../src/wasm.js";
 
 const GGUF = fileURLToPath(new URL("../../shared/models/stories260K.gguf", import.meta.url));
 const DIST_INDEX = fileURLToPath(new URL("../dist/index.js", import.meta.url));
@@ -167,6 +171,66 @@ describe("loadModel options", () => {
     await expectOptionError(
       () => createModel(file, { contextLenght: 64 } as LoadOptions),
       `createModel: option contextLenght is not known, expected one of: ${LOAD_KEYS} (did you mean contextLength?)`,
+    );
+  });
+});
+
+describe("other entry points", () => {
+  const bytes = new Uint8Array(readFileSync(GGUF));
+
+  it("createModel checks precision and kernels", async () => {
+    const file = readModelFile(bytes, GGUF);
+    await expectOptionError(
+      () => createModel(file, { precision: "f16" as "f32" }),
+      'createModel: option precision is "f16", expected "int8" or "f32"',
+    );
+    await expectOptionError(
+      () => createModel(file, { kernels: "bogus" as "auto" }),
+      'createModel: option kernels is "bogus", expected "auto", "exact" or "relaxed"',
+    );
+  });
+
+  it("evaluate checks keys and maxTokens", async () => {
+    const model = await loadModel(GGUF, { contextLength: 64 });
+    await expectOptionError(
+      () => evaluate(model, "Once upon a time.", { maxtokens: 5 } as EvaluateOptions),
+      "evaluate: option maxtokens is not known, expected one of: reference, maxTokens, onProgress, signal (did you mean maxTokens?)",
+    );
+    await expectOptionError(() => evaluate(model, "Once upon a time.", { maxTokens: -5 }), "evaluate: option maxTokens is -5, expected an integer ≥ 1");
+    await expectOptionError(() => evaluate(model, "Once upon a time.", { maxTokens: 2.5 }), "evaluate: option maxTokens is 2.5, expected an integer ≥ 1");
+    model.dispose();
+  });
+
+  it("tokenizer encode and decode", async () => {
+    const tokenizer = loadTokenizer(bytes, "stories260K.gguf");
+    expect(tokenizer.encode("Once", { bos: true })).toEqual([1, 403]);
+    await expectOptionError(
+      () => tokenizer.encode("Once", { boss: true } as EncodeOptions),
+      "encode: option boss is not known, expected one of: bos, eos, parseSpecial (did you mean bos?)",
+    );
+    await expectOptionError(() => tokenizer.encode(null as unknown as string), "encode: arguments: text is null, expected a string");
+    await expectOptionError(
+      () => tokenizer.decode([403], { specail: true } as { special?: boolean }),
+      "decode: option specail is not known, expected one of: special, cleanSpaces (did you mean special?)",
+    );
+  });
+
+  it("convertToGGUF options", async () => {
+    const file = readModelFile(bytes, GGUF);
+    await expectOptionError(
+      () => convertToGGUF(file, undefined as unknown as ConvertOptions),
+      'convertToGGUF: arguments: options is undefined, expected an object such as { type: "q8_0" }',
+    );
+    await expectOptionError(
+      () => convertToGGUF(file, { type: "f32", extra: 1 } as ConvertOptions),
+      "convertToGGUF: option extra is not known, expected one of: type",
+    );
+  });
+
+  it("setKernelModules names", async () => {
+    await expectOptionError(
+      () => setKernelModules({ exact: "/nowhere.wasm" } as Parameters<typeof setKernelModules>[0]),
+      "setKernelModules: option exact is not known, expected one of: simd128, relaxed-simd, simd128-threads, relaxed-simd-threads",
     );
   });
 });

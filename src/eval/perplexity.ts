@@ -3,7 +3,8 @@
  * second model is given, how often both models put the same token on top.
  */
 
-import { DormantError, FormatError } from "../errors.js";
+import { DormantError, FormatError, optionMismatch } from "../errors.js";
+import { checkOptionKeys, describeValue } from "../options.js";
 import type { Model } from "../model.js";
 import { splitDocuments } from "./documents.js";
 
@@ -15,6 +16,9 @@ export interface EvaluateOptions {
   onProgress?: (progress: { phase: "eval"; loaded: number; total: number }) => void;
   signal?: AbortSignal;
 }
+
+/** Keys of EvaluateOptions; tsc rejects a list that differs from the interface. */
+const EVALUATE_OPTION_KEYS = { reference: true, maxTokens: true, onProgress: true, signal: true } as const satisfies Record<keyof EvaluateOptions, true>;
 
 export interface EvaluateResult {
   perplexity: number;
@@ -89,6 +93,11 @@ function windows(documents: number[][], seqLen: number): number[][] {
 
 /** Evaluates `model` on `text` (documents separated by `<|endoftext|>` lines). */
 export async function evaluate(model: Model, text: string, options: EvaluateOptions = {}, source = "text"): Promise<EvaluateResult> {
+  checkOptionKeys("evaluate", options, EVALUATE_OPTION_KEYS);
+  const { maxTokens } = options;
+  if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && maxTokens >= 1)) {
+    optionMismatch("evaluate", { source: "option maxTokens", field: "maxTokens", actual: describeValue(maxTokens), expected: "an integer ≥ 1" });
+  }
   const documents = splitDocuments(text).map((story) => model.tokenize(story));
   const seqLen = Math.min(model.config.seq_len, options.reference?.config.seq_len ?? Infinity);
   const all = windows(documents, seqLen);

@@ -17,6 +17,7 @@ import { formatMismatch, optionMismatch } from "../errors.js";
 import { TokenType, type Vocab } from "../types.js";
 import type { DecodeOptions, EncodeOptions, Tokenizer } from "./index.js";
 import { findPreTokenizer, PRE_TOKENIZER_NAMES, splitChunks, type PreTokenizer } from "./pretokenize.js";
+import { checkDecodeOptions, checkEncodeArguments } from "./options.js";
 import { findEotId, SpecialTokenSplitter } from "./special.js";
 
 /**
@@ -92,6 +93,7 @@ export class BpeTokenizer implements Tokenizer {
    * "<|eot_id|>") becomes that token; without it only added (USER_DEFINED) tokens are matched.
    */
   encode(text: string, options: EncodeOptions = {}): number[] {
+    checkEncodeArguments(text, options);
     const ids: number[] = [];
     if (options.bos ?? this.#vocab.add_bos) ids.push(this.bosId);
     for (const fragment of this.#special.split(text, options.parseSpecial ?? false)) {
@@ -108,6 +110,7 @@ export class BpeTokenizer implements Tokenizer {
    * `options.cleanSpaces` applies llama.cpp's detokenizer clean-up for vocabularies that ask for it.
    */
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+    checkDecodeOptions(options);
     const parts: Uint8Array[] = [];
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];

@@ -9,6 +9,7 @@ import { ggufToVocab, hasGGUFMagic, parseGGUF } from "../gguf.js";
 import { TokenType, type Vocab } from "../types.js";
 import { BpeTokenizer } from "./bpe.js";
 import { SpecialTokenSplitter, findEotId } from "./special.js";
+import { checkDecodeOptions, checkEncodeArguments } from "./options.js";
 import { SpmTokenizer } from "./spm.js";
 import type { PieceSource } from "./stream.js";
 
@@ -134,6 +135,7 @@ class SentencePieceTokenizer implements Tokenizer {
    * its own dummy-prefix space.
    */
   encode(text: string, options: EncodeOptions = {}): number[] {
+    checkEncodeArguments(text, options);
     const ids: number[] = [];
     if (options.bos ?? this.#vocab.add_bos) ids.push(this.bosId);
     for (const fragment of this.#special.split(text, options.parseSpecial ?? false)) {
@@ -146,6 +148,7 @@ class SentencePieceTokenizer implements Tokenizer {
 
   /** Joins the text of `ids`; see SpmTokenizer.decode. `cleanSpaces` has no effect on SentencePiece. */
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+    checkDecodeOptions(options);
     if (!options.special) return this.#spm.decode(ids);
     const encoder = new TextEncoder();
     const parts: Uint8Array[] = [];
