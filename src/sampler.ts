@@ -10,7 +10,7 @@
  * pick only when the coin falls within that ulp of a CDF step.
  */
 
-import { optionMismatch } from "./errors.js";
+import { DormantError, optionMismatch } from "./errors.js";
 import { checkOptionKeys, describeValue } from "./options.js";
 import { Rng } from "./rng.js";
 
@@ -108,15 +108,27 @@ export class Sampler {
     if (repetitionPenalty !== 1 && repetitionWindow > 0) {
       applyRepetitionPenalty(x, history, repetitionPenalty, repetitionWindow);
     }
-    if (temperature === 0) return argmax(x);
+    if (temperature === 0) return requireFinite(x, argmax(x));
     const t = fround(temperature);
     for (let i = 0; i < n; i++) x[i] = x[i] / t;
     if (topK > 0 && topK < n) keepTopK(x, topK);
     softmax(x);
     const coin = this.#rng.randomF32();
     if (minP > 0) applyMinP(x, minP);
-    return topP < 1 ? sampleTopP(x, topP, coin) : sampleMult(x, coin);
+    return requireFinite(x, topP < 1 ? sampleTopP(x, topP, coin) : sampleMult(x, coin));
   }
+}
+
+/**
+ * Returns `id` when x[id], the chosen logit or probability, is finite. NaN logits make every
+ * comparison false, so sampling would pick token 0 again and again without an error.
+ */
+function requireFinite(x: Float32Array, id: number): number {
+  if (Number.isFinite(x[id])) return id;
+  throw new DormantError(
+    `Sampler.sample: argument logits: the chosen token's value is ${x[id]}, expected finite logits (activations overflowed in the model)`,
+    { source: "argument logits", field: "logits", actual: String(x[id]), expected: "finite" },
+  );
 }
 
 /** Returns the index of the largest value, the lowest index on ties (run.c sample_argmax). */

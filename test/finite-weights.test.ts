@@ -116,4 +116,14 @@ describe("non-finite logits", () => {
     await expect(run).rejects.toThrow(/logits at scored position 0 are not finite \(their log-sum-exp is NaN\), expected finite logits/);
     model.dispose();
   });
+
+  it("generate stops with an error", async () => {
+    const { file, tensor } = copyWithTensor(new Uint8Array(readFileSync(GGUF)), "blk.0.ffn_norm.weight");
+    new Float32Array(tensor.buffer, tensor.byteOffset, tensor.byteLength / 4).fill(3e38);
+    const model = await loadModel(file, { precision: "f32" });
+
+    const pieces = model.generate("Once upon a time", { maxTokens: 4, temperature: 0 });
+    await expect(pieces.next()).rejects.toThrow("expected finite logits (activations overflowed in the model)");
+    model.dispose();
+  });
 });

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { OptionError } from "../src/errors.js";
+import { DormantError, OptionError } from "../src/errors.js";
 import { Rng } from "../src/rng.js";
 import { Sampler, argmax, validateSamplerOptions, type SamplerOptions } from "../src/sampler.js";
 
@@ -149,6 +149,17 @@ describe("Sampler", () => {
     const sampler = new Sampler({ temperature: 0, seed: 1 }, 512);
     for (const row of rows) expect(sampler.sample(row)).toBe(argmax(row));
     expect(new Sampler({ temperature: 0 }, 4).sample(Float32Array.of(1, 5, 5, 2))).toBe(1);
+  });
+
+  it("non-finite logits throw", () => {
+    const nan = new Float32Array(4).fill(Number.NaN);
+    const message = "Sampler.sample: argument logits: the chosen token's value is NaN, expected finite logits";
+    for (const options of [{ temperature: 0 }, { temperature: 1, seed: 3 }, { temperature: 1, topP: 0.9, seed: 3 }]) {
+      const sampler = new Sampler(options, 4);
+      expect(() => sampler.sample(nan), JSON.stringify(options)).toThrow(DormantError);
+      expect(() => sampler.sample(nan), JSON.stringify(options)).toThrow(message);
+    }
+    expect(() => new Sampler({ temperature: 0 }, 3).sample(Float32Array.of(1, Number.POSITIVE_INFINITY, 2))).toThrow("value is Infinity");
   });
 
   it("matches llama2.c run.c", () => {
