@@ -60,7 +60,8 @@ export function createProgressBar(stream: ProgressStream, label: string, options
   // Speed counts only bytes moved since the first update, so a resumed download is not overstated.
   function bytesPerSecond(): number | undefined {
     const seconds = (now() - startTime) / 1000;
-    if (startLoaded === undefined || seconds <= 0) return undefined;
+    // no rate from a single update: "2 tokens in 0.0 s, 0 tokens/s" read as a stall
+    if (startLoaded === undefined || seconds <= 0 || loaded === startLoaded) return undefined;
     return (loaded - startLoaded) / seconds;
   }
 
@@ -111,7 +112,8 @@ export function createProgressBar(stream: ProgressStream, label: string, options
       const seconds = (now() - startTime) / 1000;
       const speed = bytesPerSecond();
       const rate = speed === undefined ? "" : `, ${format(Math.round(speed))}/s`;
-      stream.write(`${label}: ${format(loaded)} in ${seconds.toFixed(1)} s${rate}\n`);
+      const duration = seconds < 0.1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(1)} s`;
+      stream.write(`${label}: ${format(loaded)} in ${duration}${rate}\n`);
     },
   };
 }

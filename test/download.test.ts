@@ -373,6 +373,17 @@ describe("createProgressBar", () => {
     expect(stream.output).toEqual(["tok512.bin: 2.0 MiB in 2.0 s, 1.0 MiB/s\n"]);
   });
 
+  it("short run: ms, no rate", () => {
+    let time = 0;
+    const stream = fakeStream(false);
+    const bar = createProgressBar(stream, "eval", { now: () => time, unit: "tokens" });
+
+    bar.update(2);
+    time = 12;
+    bar.done();
+    expect(stream.output).toEqual(["eval: 2 tokens in 12 ms\n"]);
+  });
+
   it("formats bytes", () => {
     expect(formatBytes(0)).toBe("0 B");
     expect(formatBytes(1023)).toBe("1023 B");

@@ -40,10 +40,11 @@ async function main() {
   const model = options.worker ? await loadModel(modelPath, { worker: true }) : await loadModel(modelPath);
   const encoder = new TextEncoder();
   try {
-    await Deno.stdout.write(encoder.encode(prompt));
     const pieces = model.generate(prompt, { maxTokens: options.maxTokens, temperature: options.temperature, seed: options.seed });
-    let step;
-    while (!(step = await pieces.next()).done) await Deno.stdout.write(encoder.encode(step.value.text));
+    // the first piece comes before the prompt is printed, so that an option error is the only output
+    let step = await pieces.next();
+    await Deno.stdout.write(encoder.encode(prompt));
+    for (; !step.done; step = await pieces.next()) await Deno.stdout.write(encoder.encode(step.value.text));
     const summary = step.value;
     await Deno.stdout.write(encoder.encode("\n"));
     console.error(

@@ -196,7 +196,7 @@ function printGateSummary(measurement: Awaited<ReturnType<typeof measureGate>>, 
   const percent = (value: number, digits = 1): string => `${(value * 100).toFixed(digits)}%`;
   stdout.write(`perplexity ${metrics.perplexity!.toFixed(4)} over ${measurement.tokens} tokens, kept ${percent(metrics.kept_fraction!)}\n`);
   stdout.write(
-    `perplexity ${metrics.reference_perplexity!.toFixed(4)} (${against}, ${referencePrecision}), ratio ${metrics.perplexity_ratio!.toFixed(4)}, ` +
+    `perplexity ${metrics.reference_perplexity!.toFixed(4)} (${against === referencePrecision ? against : `${against}, ${referencePrecision}`}), ratio ${metrics.perplexity_ratio!.toFixed(4)}, ` +
     `top-1 agreement ${percent(metrics.top1_agreement!, 2)}, mean KL ${metrics.mean_kl!.toExponential(3)} nats\n`,
   );
   for (const [l, layer] of layers.entries()) {
