@@ -757,7 +757,8 @@ export async function createModel(file: ModelFile, options: LoadOptions = {}): P
   if (budget > available || wasm.reserve(budget) !== 1) {
     throw new WasmError(
       `loadModel: ${file.source}: wasm memory needed is ${formatBytes(budget)} (weights ${formatBytes(weights)}, ` +
-      `KV cache and run state ${formatBytes(state)} for ${seqLen} positions), expected at most 4 GiB, the wasm32 limit; ` +
+      `KV cache and decode state ${formatBytes(state)} for ${seqLen} positions, prefill and other buffers ${formatBytes(budget - weights - state)}), ` +
+      `expected at most 4 GiB, the wasm32 limit; ` +
       (precision === "f32" ? `use precision "int8" or a smaller contextLength` : `use a smaller contextLength or a smaller model`),
       { source: file.source, field: "memory", actual: `${budget} bytes`, expected: `at most ${WASM_MEMORY_LIMIT} bytes` },
     );

@@ -280,7 +280,7 @@ describe("bad input", () => {
     new DataView(bytes.buffer).setUint32(at, 100_000_000, true);
     const path = writeBadFile("context.gguf", bytes);
     expectFailure(await dormant(["generate", "--model", path, "--context", "100000000", "hi"]), 1,
-      `loadModel: ${path}: wasm memory needed is 122.19 GiB (weights 333.6 KiB, KV cache and run state 122.19 GiB for 100000000 positions), expected at most 4 GiB, the wasm32 limit; use a smaller contextLength or a smaller model`);
+      `loadModel: ${path}: wasm memory needed is 122.19 GiB (weights 333.6 KiB, KV cache and decode state 122.19 GiB for 100000000 positions, prefill and other buffers 444.7 KiB), expected at most 4 GiB, the wasm32 limit; use a smaller contextLength or a smaller model`);
   });
 
   it("prompt longer than the context", async () => {

@@ -29,14 +29,14 @@ function configOnly(source: string, config: Partial<LlamaConfig>): ModelFile {
 describe("memory budget", () => {
   it("rejects a 7B-shaped model in int8", async () => {
     await expect(createModel(configOnly("llama-7b.gguf", {}), { precision: "int8", contextLength: 512 })).rejects.toThrow(
-      "loadModel: llama-7b.gguf: wasm memory needed is 7.43 GiB (weights 6.92 GiB, KV cache and run state 512.3 MiB for 512 positions), " +
+      "loadModel: llama-7b.gguf: wasm memory needed is 7.45 GiB (weights 6.92 GiB, KV cache and decode state 512.3 MiB for 512 positions, prefill and other buffers 21.5 MiB), " +
       "expected at most 4 GiB, the wasm32 limit; use a smaller contextLength or a smaller model");
   });
 
   it("rejects a 1B-shaped model in f32 but not its budget in int8", async () => {
     const shape = { dim: 2048, hidden_dim: 8192, n_layers: 16, n_heads: 32, n_kv_heads: 8, vocab_size: 128256, seq_len: 131072 };
     await expect(createModel(configOnly("llama-1b.gguf", shape), { precision: "f32", contextLength: 2048 })).rejects.toThrow(
-      "loadModel: llama-1b.gguf: wasm memory needed is 4.74 GiB (weights 4.60 GiB, KV cache and run state 128.8 MiB for 2048 positions), " +
+      "loadModel: llama-1b.gguf: wasm memory needed is 4.77 GiB (weights 4.60 GiB, KV cache and decode state 128.8 MiB for 2048 positions, prefill and other buffers 39.8 MiB), " +
       'expected at most 4 GiB, the wasm32 limit; use precision "int8" or a smaller contextLength');
     // int8 passes the budget and then fails on the first missing tensor, which proves the order of the checks
     await expect(createModel(configOnly("llama-1b.gguf", shape), { precision: "int8", contextLength: 2048 })).rejects.toThrow(

@@ -52,8 +52,8 @@ describe("block prefill", () => {
 
   it.each(settings)("%s logits equal token-by-token decode", async (_name, options) => {
     const model = await loadModel(GGUF, options);
-    const ids = model.tokenize(text);
-    expect(ids.length).toBeGreaterThan(16);
+    const ids = model.tokenize(`${text} ${text} ${text} ${text}`);
+    expect(ids.length).toBeGreaterThan(128);
     const blocked = model.logits(ids);
     for (let pos = 0; pos < ids.length; pos++) {
       const stepped = model.step(ids[pos], pos);
@@ -61,12 +61,12 @@ describe("block prefill", () => {
     }
   });
 
-  // blocks before the last compute no logits, so the lengths cover 1, 2 and 3 blocks, whole or not
+  // blocks before the last compute no logits, so the lengths cover 1, 2 and 3 blocks of 64, whole or not
   it("returns the last token's logits as decode does, for prompts of 1 to 3 blocks", async () => {
     const model = await loadModel(GGUF);
-    const ids = model.tokenize(text);
-    expect(ids.length).toBeGreaterThan(32);
-    for (const length of [1, 15, 16, 17, 32, ids.length]) {
+    const ids = model.tokenize(`${text} ${text} ${text} ${text}`);
+    expect(ids.length).toBeGreaterThan(129);
+    for (const length of [1, 63, 64, 65, 128, 129, ids.length]) {
       const prompt = ids.slice(0, length);
       const prefilled = Array.from(model.prefill(prompt));
       let stepped: Float32Array = new Float32Array();
