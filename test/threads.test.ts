@@ -15,8 +15,8 @@ const MODELS = fileURLToPath(new URL("../../shared/models", import.meta.url));
 const gqa: SyntheticShape = { dim: 272, hidden_dim: 690, n_layers: 2, n_heads: 8, n_kv_heads: 4, activation: "silu", gated: true, seq_len: 320 };
 const relu: SyntheticShape = { ...gqa, n_kv_heads: 8, activation: "relu", gated: false };
 
-/** Prompt of 40 ids: two full prefill blocks and a partial one. */
-const prompt = Array.from({ length: 40 }, (_, i) => (i * 37 + 5) % 512);
+/** Prompt of 150 ids: two full prefill blocks of 64 and a partial one. */
+const prompt = Array.from({ length: 150 }, (_, i) => (i * 37 + 5) % 512);
 /** Decode positions: far enough that attention itself runs split. */
 const DECODE_STEPS = 300;
 
