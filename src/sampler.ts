@@ -120,8 +120,8 @@ export class Sampler {
 }
 
 /**
- * Returns `id` when x[id], the chosen logit or probability, is finite. NaN logits make every
- * comparison false, so sampling would pick token 0 again and again without an error.
+ * Returns `id` when x[id], the chosen logit or probability, is finite. Every comparison with NaN
+ * is false, so with NaN logits sampling would pick token 0 again and again, without an error.
  */
 function requireFinite(x: Float32Array, id: number): number {
   if (Number.isFinite(x[id])) return id;

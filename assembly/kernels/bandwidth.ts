@@ -62,8 +62,8 @@ export function readBytes(pointer: usize, bytes: i32): i32 {
 
 // readChunks reads only some chunks of a region, as a sparse FFN reads only the rows of its kept
 // neurons: chunk k is `bytes` bytes at the address stored as u32 at list + 4k. bench/scattered.mjs
-// times it against readBytes over the whole region; no kernel that reads those chunks can take
-// less time than this loop does, since it does nothing with the bytes but add them.
+// times it against readBytes over the whole region. It does nothing with the bytes but add them,
+// so a kernel that reads the same chunks cannot take less time.
 
 /** Returns the wrapping sum of readBytesRef over the chunks. Scalar reference for readChunks. */
 export function readChunksRef(list: usize, count: i32, bytes: i32): i32 {

@@ -25,7 +25,7 @@ import {
 
 /**
  * Tokens per prefill block. A block reads and transposes each weight once, so larger blocks
- * spread that over more tokens: a 128-token prompt on the stories110M shape ran at 316 tokens/s
+ * spread that over more tokens. A 128-token prompt on the stories110M shape ran at 316 tokens/s
  * with 16, 335 with 32, 347 with 64 and 351 with 128 (Node 20, one thread, 2026-12-05). 64 keeps
  * the block buffers under 1 MB there; the all-token logits buffer is 64 × vocab_size f32.
  */
