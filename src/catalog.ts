@@ -262,8 +262,14 @@ function isCatalog(value: unknown): value is Catalog {
   return isRecord(value) && value.models instanceof Map && typeof value.source === "string";
 }
 
-function isPathLike(value: string): boolean {
+/** Returns true when a model name is a path (it has a separator or a .gguf/.bin ending), not a catalog name. */
+export function isPathLike(value: string): boolean {
   return value.includes("/") || value.includes("\\") || /\.(gguf|bin)$/i.test(value);
+}
+
+/** Returns the folders listed in the DORMANT_MODELS variable, the default model search directories. */
+export function modelSearchDirectories(): string[] {
+  return (getEnv("DORMANT_MODELS") ?? "").split(pathDelimiter).filter((directory) => directory !== "");
 }
 
 /**
@@ -292,7 +298,7 @@ export async function resolveModel(nameOrPath: string, options: ResolveOptions =
     });
   }
 
-  const searchDirectories = options.searchDirectories ?? (getEnv("DORMANT_MODELS") ?? "").split(pathDelimiter).filter((directory) => directory !== "");
+  const searchDirectories = options.searchDirectories ?? modelSearchDirectories();
   for (const directory of searchDirectories) {
     const found = await findInDirectory(directory, entry, where);
     if (found !== undefined) return { ...found, name: nameOrPath, downloaded: false };

@@ -2,13 +2,13 @@
 
 import { constants as fsConstants } from "node:fs";
 import { access, realpath, stat } from "node:fs/promises";
-import { basename, delimiter as pathDelimiter, dirname, join as joinPath, resolve as resolvePath } from "node:path";
+import { basename, dirname, join as joinPath, resolve as resolvePath } from "node:path";
 import { ModelSourceError, OptionError } from "../errors.js";
 import type { OptionSpecs, ParsedArgs } from "../args.js";
 import { hasGGUFMagic } from "../gguf.js";
 import { readModelFile } from "../formats/index.js";
 import { readFileBytes } from "../io.js";
-import { loadCatalog, resolveModel, type Catalog, type ResolvedModel } from "../catalog.js";
+import { isPathLike, loadCatalog, modelSearchDirectories, resolveModel, type Catalog, type ResolvedModel } from "../catalog.js";
 import { MAX_THREADS, createModel, loadModel, type LoadOptions, type LoadProgress, type Model, type Precision, type SparsityMode } from "../model.js";
 import { readSparsity } from "../sparsity/format.js";
 import { createProgressBar } from "../progress.js";
@@ -113,11 +113,6 @@ export interface ModelArgument {
   allowPath?: boolean;
 }
 
-/** Mirrors resolveModel's test in src/catalog.ts: such a name is a path, not a catalog name. */
-function isPathLike(name: string): boolean {
-  return name.includes("/") || name.includes("\\") || /\.(gguf|bin)$/i.test(name);
-}
-
 /**
  * Finds the files of a model argument (a catalog name or a path). A name the catalog lacks is
  * rejected with the list of valid values. A failed lookup of a catalog name also names each
@@ -160,7 +155,7 @@ export async function resolveModelArgument(command: string, args: ParsedArgs, ar
 
 /** Returns the folders listed in DORMANT_MODELS that do not exist. */
 async function missingModelFolders(): Promise<string[]> {
-  const folders = (process.env.DORMANT_MODELS ?? "").split(pathDelimiter).filter((folder) => folder !== "");
+  const folders = modelSearchDirectories();
   const found = await Promise.all(folders.map((folder) => stat(folder).then((entry) => entry.isDirectory(), () => false)));
   return folders.filter((_, i) => !found[i]);
 }
@@ -285,6 +280,7 @@ export async function checkOutputPath(command: string, output: OutputPath): Prom
   if (!folderFound) fail(`but its folder ${folder} does not exist`, `a ${kind} in an existing folder`);
 
   // Root passes the access check on any file, so a file without write bits counts as read-only too.
+  // NOTE: for --svg-dir only the folder itself is checked, not the files already inside it.
   if (target) {
     const writable = await access(path, fsConstants.W_OK).then(() => true, () => false);
     if (!writable || (target.mode & 0o222) === 0) {
