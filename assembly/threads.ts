@@ -236,6 +236,8 @@ function runJob(kind: i32): void {
     atomic.add<i32>(control + GENERATION, 1);
     if (atomic.load<i32>(control + SLEEPERS) > 0) atomic.notify(control + GENERATION, threads - 1);
     runSlice(kind, 0, threads);
+    // NOTE: a worker that is terminated from outside while it runs a slice never counts itself
+    // done and never traps, so this loop waits for ever; only trapping workers set FAILED.
     let spins = 0;
     while (true) {
       const done = atomic.load<i32>(control + DONE);

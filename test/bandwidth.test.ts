@@ -1,6 +1,6 @@
 // readBytes (the memory-read kernel of bench/kernel-hosts.mjs) against readBytesRef and a JavaScript
-// model of its checksum, on lengths around the 16- and 64-byte steps and at unaligned addresses;
-// readChunks (bench/scattered.mjs) against readChunksRef and the same model; dotPeak
+// model of its checksum, on lengths around the 16- and 64-byte steps and at unaligned addresses.
+// readChunks (bench/scattered.mjs) against readChunksRef and the same model. dotPeak
 // (bench/kernels.mjs) against dotPeakRef.
 
 import { beforeAll, beforeEach, describe, expect, test } from "vitest";
@@ -129,7 +129,7 @@ describe("readChunks", () => {
 });
 
 describe("dotPeak", () => {
-  test.each([0, 1, 2, 17, 1000])("%i steps", (steps) => {
+  test.each([0, 1, 2, 17, 1000])("%i steps match reference", (steps) => {
     expect(kernels.dotPeak(steps)).toBe(kernels.dotPeakRef(steps));
   });
 
